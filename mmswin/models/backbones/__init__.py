@@ -1,0 +1,2 @@
+"""Backbones, one file per family."""
+__all__: list = []

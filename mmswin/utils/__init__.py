@@ -1,0 +1,1 @@
+"""Small utilities that do not import mmdet or mmseg."""

@@ -1,0 +1,87 @@
+"""Checkpoint files under torch >= 2.6 without ever turning ``weights_only`` off.
+
+torch >= 2.6 loads with ``weights_only=True``. mmengine 0.10.7 calls ``torch.load`` without the argument, so the
+checkpoints it saves itself (they pickle its ``MessageHub`` state: ``HistoryBuffer`` objects holding numpy arrays)
+fail to load with ``UnpicklingError`` -- ``--resume`` breaks. Instead of ``weights_only=False`` (which runs any code a
+file carries), we allow-list exactly the classes mmengine's own checkpoints contain, and we route mmengine's local
+checkpoint loading through :func:`safe_torch_load`, which turns a refused file into a clear error.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+from typing import Any
+
+import torch
+
+__all__ = ['UnsafeCheckpointError', 'safe_torch_load', 'mmengine_safe_globals', 'install_safe_checkpoint_loading']
+
+
+class UnsafeCheckpointError(pickle.UnpicklingError):
+    """A checkpoint file refers to objects outside the allow-list; it was not unpickled."""
+
+
+def mmengine_safe_globals() -> list[Any]:
+    """The globals an mmengine Runner checkpoint pickles besides tensors (measured on mmengine 0.10.7)."""
+    import numpy as np
+    from mmengine.logging.history_buffer import HistoryBuffer
+
+    multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
+    dtype_classes = [type(np.dtype(name)) for name in (
+        'float16', 'float32', 'float64', 'int8', 'int16', 'int32', 'int64', 'uint8', 'bool')]
+    return [HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtype_classes]
+
+
+_installed = False
+
+
+def install_safe_checkpoint_loading() -> None:
+    """Allow-list mmengine's checkpoint contents and make mmengine's local loader refuse unsafe files clearly.
+
+    Idempotent. Called on ``import mmswin.models``, so any config with ``custom_imports=['mmswin.models']`` gets it.
+    """
+    global _installed
+    if _installed:
+        return
+    torch.serialization.add_safe_globals(mmengine_safe_globals())
+    from mmengine.runner.checkpoint import CheckpointLoader
+
+    @CheckpointLoader.register_scheme(prefixes='', force=True)
+    def _load_from_local(filename: str, map_location: Any) -> Any:
+        filename = os.path.expanduser(filename)
+        if not os.path.isfile(filename):
+            raise FileNotFoundError(f'{filename} can not be found.')
+        return safe_torch_load(filename, map_location=map_location)
+
+    _installed = True
+
+
+def safe_torch_load(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
+    """``torch.load(path, weights_only=True)`` with mmengine's classes allow-listed and clear errors.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        UnsafeCheckpointError: the file would need objects outside the allow-list (unpickling it could run code);
+            nothing from it was executed.
+        ValueError: the file is not a torch checkpoint at all (truncated, or another format).
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint file not found: {path!r}')
+    install_safe_checkpoint_loading()
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as err:
+        try:
+            unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+        except Exception:  # not a zip checkpoint: the message of torch says why
+            unsafe = []
+        if not unsafe and 'Weights only load failed' not in str(err):
+            raise ValueError(f'{path!r} is not a readable torch checkpoint: {err}') from None
+        raise UnsafeCheckpointError(
+            f'refused to load {path!r}: it refers to {", ".join(unsafe) or "objects"} outside the allow-list of '
+            'tensors, containers and mmengine\'s own checkpoint classes, and unpickling it could run arbitrary code. '
+            'Nothing from the file was executed. If you trust the file and know what it contains, re-save its '
+            'tensors with `torch.save(state_dict, path)` in a trusted environment.') from None
+    except (RuntimeError, EOFError, OSError) as err:
+        raise ValueError(f'{path!r} is not a readable torch checkpoint (truncated or another format): {err}') from None
