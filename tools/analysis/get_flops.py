@@ -1,0 +1,144 @@
+"""Parameters and FLOPs of the model a config builds, at a fixed input size (mmengine.analysis).
+
+    python tools/analysis/get_flops.py CONFIG [CONFIG ...] [--shape H W] [--cfg-options k=v ...] [--json FILE]
+
+Default input: 800x1280 (H x W) for detection configs, 512x512 for segmentation configs -- the sizes the Swin
+papers report. The model runs in ``tensor`` mode on one random image (weights random: the pretrained file is not
+needed). FLOPs follow the fvcore / mmengine convention (one fused multiply-add = 1 FLOP), as the papers report.
+Counted per part: the backbone, and the whole model. For Mask R-CNN the whole-model figure includes the RoI heads
+on the RPN's proposals (up to 1000 boxes, the mask head on the first 100), as mmdet's own get_flops does; with
+random weights the proposal count after NMS may fall below 1000, so the backbone figure is the stable one.
+``scaled_dot_product_attention`` is counted (mmengine has no handle for it) as its two matrix products.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os.path as osp
+import sys
+from typing import Any
+
+import torch
+from mmengine.config import Config, DictAction
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+DEFAULT_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 512)}
+
+
+def load_cfg(path: str, cfg_options: dict | None = None) -> Config:
+    """Config with command-line overrides and without pretrained-file initialisation (weights stay random)."""
+    from mmswin import runtime_checks
+    cfg = Config.fromfile(path)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    runtime_checks.drop_pretrained_init(cfg)
+    if cfg.get('default_scope') not in DEFAULT_SHAPES:
+        raise SystemExit(f'{path}: default_scope must be "mmdet" or "mmseg", got {cfg.get("default_scope")!r}')
+    return cfg
+
+
+def build_model(cfg: Config, device: str = 'cpu') -> torch.nn.Module:
+    """The model of ``cfg`` in eval mode, SyncBN reverted to BN (no process group needed)."""
+    import mmswin.models  # noqa: F401
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import MODELS, init_default_scope
+    init_default_scope(cfg.default_scope)
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    return model.to(device).eval()
+
+
+def dummy_batch(scope: str, height: int, width: int, batch_size: int = 1,
+                device: str = 'cpu') -> tuple[torch.Tensor, list]:
+    """Normalised-looking random images and data samples whose meta data say the images are ``height x width``."""
+    meta = dict(ori_shape=(height, width), img_shape=(height, width), pad_shape=(height, width),
+                batch_input_shape=(height, width), scale_factor=(1.0, 1.0), flip=False, flip_direction=None)
+    if scope == 'mmdet':
+        from mmdet.structures import DetDataSample
+        samples = [DetDataSample(metainfo=meta) for _ in range(batch_size)]
+    else:
+        from mmseg.structures import SegDataSample
+        samples = [SegDataSample(metainfo=meta) for _ in range(batch_size)]
+    gen = torch.Generator().manual_seed(0)
+    inputs = torch.randn(batch_size, 3, height, width, generator=gen).to(device)
+    return inputs, samples
+
+
+def _sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
+    """FLOPs of ``scaled_dot_product_attention(q, k, v)``: q @ k^T plus attn @ v (multiply-adds)."""
+    from mmengine.analysis.jit_handles import get_shape
+    q, k, v = (get_shape(x) for x in inputs[:3])
+    batch = 1
+    for d in q[:-2]:
+        batch *= d
+    return batch * q[-2] * k[-2] * q[-1] + batch * q[-2] * k[-2] * v[-1]
+
+
+class _TensorMode(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, data_samples: list) -> None:
+        super().__init__()
+        self.model = model
+        self.data_samples = data_samples
+
+    def forward(self, inputs: torch.Tensor) -> Any:
+        return self.model(inputs, self.data_samples, mode='tensor')
+
+
+def count(module: torch.nn.Module, inputs: tuple) -> int:
+    from mmengine.analysis import FlopAnalyzer
+    analyzer = FlopAnalyzer(module, inputs)
+    analyzer.set_op_handle('aten::scaled_dot_product_attention', _sdpa_flop_jit)
+    analyzer.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    return int(analyzer.total())
+
+
+def complexity(cfg: Config, height: int, width: int) -> dict[str, Any]:
+    """Params and FLOPs of the backbone and of the whole model of ``cfg`` at ``height x width``."""
+    from mmengine.analysis import parameter_count
+    model = build_model(cfg)
+    inputs, samples = dummy_batch(cfg.default_scope, height, width)
+    params = parameter_count(model)
+    with torch.no_grad():
+        backbone_flops = count(model.backbone, (inputs,))
+        model_flops = count(_TensorMode(model, samples), (inputs,))
+    return dict(
+        input_shape=[height, width],
+        params=params[''], backbone_params=params['backbone'],
+        flops=model_flops, backbone_flops=backbone_flops)
+
+
+def _fmt(n: float, unit: str) -> str:
+    return f'{n / 1e9:.1f} G' if unit == 'G' else f'{n / 1e6:.2f} M'
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Params and FLOPs of the models of mmswin configs')
+    parser.add_argument('configs', nargs='+', help='config file(s)')
+    parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
+                        help='input height and width (default: 800 1280 for detection, 512 512 for segmentation)')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
+    parser.add_argument('--json', help='also write the results to this JSON file (a list, one entry per config)')
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    results = []
+    for path in args.configs:
+        cfg = load_cfg(path, args.cfg_options)
+        height, width = args.shape or DEFAULT_SHAPES[cfg.default_scope]
+        res = dict(config=path, **complexity(cfg, height, width))
+        results.append(res)
+        print(f'{path}: input {height}x{width} | params {_fmt(res["params"], "M")} '
+              f'(backbone {_fmt(res["backbone_params"], "M")}) | FLOPs {_fmt(res["flops"], "G")} '
+              f'(backbone {_fmt(res["backbone_flops"], "G")})', flush=True)
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump(results, f, indent=2)
+    return results
+
+
+if __name__ == '__main__':
+    main()

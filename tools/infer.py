@@ -1,0 +1,185 @@
+"""Run a trained detector or segmentor on images; save painted pictures and JSON predictions.
+
+    python tools/infer.py CONFIG CHECKPOINT IMAGE_OR_DIR [IMAGE_OR_DIR ...] [--out-dir outputs/infer]
+        [--device cpu] [--score-thr 0.3] [--opacity 0.5] [--cfg-options k=v ...]
+
+Writes, per image NAME:
+* ``OUT_DIR/vis/NAME.jpg``: the picture with the predictions painted by mmdet's ``DetLocalVisualizer`` (boxes,
+  masks and class names of instances scoring at least ``--score-thr``) or mmseg's ``SegLocalVisualizer`` (the
+  segmentation overlaid with ``--opacity``, class names on the regions);
+* ``OUT_DIR/preds/NAME.json``: detection: every predicted instance (``label``, ``class``, ``score``, ``bbox`` as
+  ``[x1, y1, x2, y2]`` in pixels of the input image, ``mask`` as COCO RLE); segmentation: the classes present
+  with their pixel counts, plus ``OUT_DIR/preds/NAME.png``, the label map (class index per pixel).
+
+The checkpoint is loaded strictly (every key must match). Class names come from the checkpoint's meta data when it
+has them (checkpoints saved by tools/train.py do), else from the config's test data set (COCO / ADE20K classes).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import os.path as osp
+import sys
+from typing import Any
+
+import numpy as np
+from mmengine.config import Config, DictAction
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+import mmswin.models  # noqa: E402,F401
+from mmswin import runtime_checks  # noqa: E402
+
+IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
+
+
+def list_images(paths: list[str]) -> list[str]:
+    """Files as given, directories expanded to their image files (sorted, not recursive)."""
+    images = []
+    for path in paths:
+        if osp.isdir(path):
+            images += sorted(osp.join(path, f) for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTENSIONS))
+        elif osp.isfile(path):
+            images.append(path)
+        else:
+            raise SystemExit(f'image not found: {path}')
+    if not images:
+        raise SystemExit(f'no images ({", ".join(IMAGE_EXTENSIONS)}) in {", ".join(paths)}')
+    return images
+
+
+def load_model(config: str, checkpoint: str, device: str, cfg_options: dict | None) -> Any:
+    """The model of ``config`` with ``checkpoint`` loaded strictly, in eval mode, ``dataset_meta`` set."""
+    from mmengine.model import revert_sync_batchnorm
+    from mmengine.registry import DATASETS, MODELS, init_default_scope
+    from mmengine.runner import load_checkpoint
+
+    cfg = Config.fromfile(config)
+    if cfg_options:
+        cfg.merge_from_dict(cfg_options)
+    scope = cfg.get('default_scope')
+    if scope not in ('mmdet', 'mmseg'):
+        raise SystemExit(f'{config}: default_scope must be "mmdet" or "mmseg", got {scope!r}')
+    if not osp.isfile(checkpoint):
+        raise SystemExit(f'checkpoint not found: {checkpoint}')
+    runtime_checks.drop_pretrained_init(cfg)  # the checkpoint holds every weight
+    if scope == 'mmseg':
+        cfg.model.train_cfg = None  # as mmseg.apis.init_model
+    init_default_scope(scope)
+    model = revert_sync_batchnorm(MODELS.build(cfg.model))
+    ckpt = load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
+
+    dataset_cfg = dict(cfg.test_dataloader.dataset)
+    while 'dataset' in dataset_cfg:  # dataset wrappers
+        dataset_cfg = dict(dataset_cfg['dataset'])
+    dataset_cfg['lazy_init'] = True  # only the class names and palette are needed
+    meta = dict(DATASETS.build(dataset_cfg).metainfo)
+    ckpt_meta = (ckpt.get('meta') or {}).get('dataset_meta') if isinstance(ckpt, dict) else None
+    if ckpt_meta:
+        meta.update({k.lower(): v for k, v in ckpt_meta.items()})
+    model.dataset_meta = meta
+    model.cfg = cfg
+    return model.to(device).eval()
+
+
+def _det_record(sample: Any, classes: list[str]) -> list[dict[str, Any]]:
+    import pycocotools.mask as mask_utils
+    inst = sample.pred_instances.cpu()
+    masks = inst.masks.numpy().astype(np.uint8) if 'masks' in inst else None
+    records = []
+    for i in range(len(inst)):
+        label = int(inst.labels[i])
+        rec = dict(label=label, **{'class': classes[label] if label < len(classes) else str(label)},
+                   score=round(float(inst.scores[i]), 5),
+                   bbox=[round(float(v), 2) for v in inst.bboxes[i].tolist()])
+        if masks is not None:
+            rle = mask_utils.encode(np.asfortranarray(masks[i]))
+            rec['mask'] = dict(size=[int(s) for s in rle['size']], counts=rle['counts'].decode('ascii'))
+        records.append(rec)
+    return records
+
+
+def _seg_record(sample: Any, classes: list[str], png_path: str) -> dict[str, Any]:
+    import mmcv
+    labels = sample.pred_sem_seg.data[0].cpu().numpy()
+    mmcv.imwrite(labels.astype(np.uint8 if labels.max(initial=0) < 256 else np.uint16), png_path)
+    ids, counts = np.unique(labels, return_counts=True)
+    total = int(labels.size)
+    present = [dict(label=int(i), **{'class': classes[i] if i < len(classes) else str(int(i))},
+                    pixels=int(c), fraction=round(int(c) / total, 5)) for i, c in zip(ids, counts)]
+    present.sort(key=lambda r: -r['pixels'])
+    return dict(label_map=png_path, classes_present=present)
+
+
+def predict(model: Any, images: list[str], out_dir: str, score_thr: float = 0.3,
+            opacity: float = 0.5) -> list[dict[str, Any]]:
+    """Predict each image; write the painted picture and the JSON (see the module doc). Returns the JSON records."""
+    import mmcv
+    from mmengine.registry import VISUALIZERS
+    scope = model.cfg.default_scope
+    if scope == 'mmdet':
+        from mmdet.apis import inference_detector as infer
+    else:
+        from mmseg.apis import inference_model as infer
+
+    vis_cfg = dict(model.cfg.visualizer)
+    vis_cfg.update(name=f'mmswin_infer_{id(model)}', vis_backends=None, save_dir=None)
+    if scope == 'mmseg':
+        vis_cfg['alpha'] = opacity
+    visualizer = VISUALIZERS.build(vis_cfg)
+    visualizer.dataset_meta = model.dataset_meta
+    classes = list(model.dataset_meta.get('classes', []))
+
+    os.makedirs(osp.join(out_dir, 'vis'), exist_ok=True)
+    os.makedirs(osp.join(out_dir, 'preds'), exist_ok=True)
+    records = []
+    for path in images:
+        name = osp.splitext(osp.basename(path))[0]
+        sample = infer(model, path)
+        image = mmcv.imconvert(mmcv.imread(path), 'bgr', 'rgb')
+        vis_file = osp.join(out_dir, 'vis', f'{name}.jpg')
+        kwargs = dict(pred_score_thr=score_thr) if scope == 'mmdet' else {}
+        visualizer.add_datasample(name, image, sample, draw_gt=False, show=False, out_file=vis_file, **kwargs)
+        record: dict[str, Any] = dict(image=path, height=int(image.shape[0]), width=int(image.shape[1]),
+                                      visualization=vis_file)
+        if scope == 'mmdet':
+            record['instances'] = _det_record(sample, classes)
+        else:
+            record.update(_seg_record(sample, classes, osp.join(out_dir, 'preds', f'{name}.png')))
+        with open(osp.join(out_dir, 'preds', f'{name}.json'), 'w') as f:
+            json.dump(record, f, indent=1)
+        records.append(record)
+    return records
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Predict images with an mmswin detector or segmentor')
+    parser.add_argument('config', help='config file')
+    parser.add_argument('checkpoint', help='trained checkpoint')
+    parser.add_argument('images', nargs='+', help='image files or directories of images')
+    parser.add_argument('--out-dir', default='outputs/infer', help='where vis/ and preds/ are written')
+    parser.add_argument('--device', default=None, help='cuda:0 or cpu (default: cuda:0 when available)')
+    parser.add_argument('--score-thr', type=float, default=0.3,
+                        help='detection: paint instances scoring at least this (the JSON keeps all)')
+    parser.add_argument('--opacity', type=float, default=0.5, help='segmentation: opacity of the overlay')
+    parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    args = parse_args(argv)
+    import torch
+    device = args.device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
+    images = list_images(args.images)
+    model = load_model(args.config, args.checkpoint, device, args.cfg_options)
+    records = predict(model, images, args.out_dir, args.score_thr, args.opacity)
+    print(f'{len(records)} image(s): pictures in {osp.join(args.out_dir, "vis")}, '
+          f'predictions in {osp.join(args.out_dir, "preds")}')
+    return records
+
+
+if __name__ == '__main__':
+    main()

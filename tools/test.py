@@ -1,0 +1,146 @@
+"""Evaluate a trained detector (mmdet) or segmentor (mmseg) from an mmswin config.
+
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE_OR_DIR] [--show-dir DIR] [--tta]
+        [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
+
+``--out``: detection dumps the raw predictions to a ``.pkl`` file (mmdet's convention); segmentation writes the
+predicted label maps as PNG files into that directory (mmseg's convention). ``--show-dir`` saves painted
+predictions. Distributed: ``tools/dist_test.sh CONFIG CHECKPOINT GPUS``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, ConfigDict, DictAction
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO_ROOT not in sys.path:
+    sys.path.insert(0, REPO_ROOT)
+
+import mmswin.models  # noqa: E402,F401  (registers the backbones; installs safe checkpoint loading)
+from mmswin import runtime_checks  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Test (and evaluate) an mmswin detector or segmentor')
+    parser.add_argument('config', help='test config file path')
+    parser.add_argument('checkpoint', help='checkpoint file')
+    parser.add_argument('--work-dir', help='the dir to save the evaluation metrics')
+    parser.add_argument('--out', type=str,
+                        help='detection: dump predictions to this .pkl file; segmentation: write predicted '
+                        'label maps (PNG) into this directory')
+    parser.add_argument('--show', action='store_true', help='show prediction results in a window')
+    parser.add_argument('--show-dir', help='save painted predictions into this directory')
+    parser.add_argument('--wait-time', type=float, default=2, help='the interval of --show (s)')
+    parser.add_argument('--tta', action='store_true',
+                        help='test-time augmentation (segmentation: multi-scale + flip; detection: flip)')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value pairs; lists as key="[a,b]" (no white space)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher')
+    parser.add_argument('--no-data-check', action='store_true',
+                        help='skip the check that the test data set paths of the config exist')
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def _enable_visualization(cfg: Config, args: argparse.Namespace, scope: str) -> None:
+    hooks = cfg.get('default_hooks', {})
+    if 'visualization' not in hooks:
+        raise SystemExit('--show / --show-dir need default_hooks.visualization in the config')
+    hook = hooks['visualization']
+    hook['draw'] = True
+    if args.show:
+        hook['show'] = True
+        hook['wait_time'] = args.wait_time
+    if args.show_dir:
+        if scope == 'mmdet':
+            hook['test_out_dir'] = args.show_dir  # DetVisualizationHook: relative to work_dir/TIMESTAMP
+        else:
+            cfg.visualizer['save_dir'] = args.show_dir
+
+
+def _setup_det_tta(cfg: Config) -> None:
+    """mmdet's default flip test-time augmentation, used when the config defines none."""
+    from copy import deepcopy
+    if 'tta_model' not in cfg:
+        cfg.tta_model = dict(type='DetTTAModel',
+                             tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
+    if 'tta_pipeline' not in cfg:
+        data = cfg.test_dataloader.dataset
+        while 'dataset' in data:
+            data = data['dataset']
+        cfg.tta_pipeline = deepcopy(data.pipeline)
+        cfg.tta_pipeline[-1] = dict(
+            type='TestTimeAug',
+            transforms=[[dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
+                        [dict(type='PackDetInputs',
+                              meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor', 'flip',
+                                         'flip_direction'))]])
+
+
+def setup_cfg(args: argparse.Namespace) -> Config:
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    scope = cfg.get('default_scope')
+    if scope not in ('mmdet', 'mmseg'):
+        raise SystemExit(f'{args.config}: default_scope must be "mmdet" or "mmseg", got {scope!r}')
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
+        raise SystemExit(f'checkpoint not found: {args.checkpoint}')
+    cfg.load_from = args.checkpoint
+    # The checkpoint holds every weight: the backbone's ImageNet file is not needed (and may be absent).
+    runtime_checks.drop_pretrained_init(cfg)
+
+    if args.show or args.show_dir:
+        _enable_visualization(cfg, args, scope)
+
+    if args.tta:
+        if scope == 'mmdet':
+            _setup_det_tta(cfg)
+        if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
+            raise SystemExit('--tta needs tta_model and tta_pipeline in the config')
+        cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
+        cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
+
+    if args.out is not None and scope == 'mmseg':
+        cfg.test_evaluator['output_dir'] = args.out
+        cfg.test_evaluator['keep_results'] = True
+    elif args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
+        raise SystemExit(f'--out must name a .pkl file for detection, got {args.out!r}')
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    cfg = setup_cfg(args)
+    if not args.no_data_check:
+        missing = runtime_checks.find_missing_data(cfg, ('test',))
+        if missing:
+            raise SystemExit(runtime_checks.missing_data_message(missing, args.config))
+    if runtime_checks.adapt_distributed_to_cpu(cfg) and cfg.launcher == 'pytorch':
+        runtime_checks.init_cpu_process_group(cfg.env_cfg.dist_cfg.backend)
+
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    if args.out is not None and cfg.default_scope == 'mmdet':
+        from mmdet.evaluation import DumpDetResults
+        runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+    runner.test()
+
+
+if __name__ == '__main__':
+    main()

@@ -1,0 +1,140 @@
+"""Train a detector (mmdet) or segmentor (mmseg) from an mmswin config.
+
+    python tools/train.py configs/upernet_swin_t_ade20k.py [--work-dir DIR] [--resume [CKPT]] [--amp]
+        [--auto-scale-lr] [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
+
+The task follows from the config's ``default_scope`` (``mmdet`` or ``mmseg``). Before the Runner is built, a
+missing data set or pretrained file stops the run with a short message saying what to do, and distributed runs on
+machines without CUDA switch to a gloo process group. Distributed: ``tools/dist_train.sh CONFIG GPUS``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import sys
+
+from mmengine.config import Config, DictAction
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+if REPO_ROOT not in sys.path:  # run from a checkout without `pip install -e .`
+    sys.path.insert(0, REPO_ROOT)
+
+import mmswin.models  # noqa: E402,F401  (registers the backbones; installs safe checkpoint loading for --resume)
+from mmswin import runtime_checks  # noqa: E402
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description='Train an mmswin detector or segmentor')
+    parser.add_argument('config', help='train config file path')
+    parser.add_argument('--work-dir', help='the dir to save logs and models (default: work_dirs/CONFIG_NAME)')
+    parser.add_argument('--amp', action='store_true', help='enable automatic mixed-precision training')
+    parser.add_argument('--auto-scale-lr', action='store_true',
+                        help='scale the learning rate by (total batch size / auto_scale_lr.base_batch_size)')
+    parser.add_argument(
+        '--resume', nargs='?', type=str, const='auto',
+        help='resume from this checkpoint; without a path, resume from the latest checkpoint in the work dir')
+    parser.add_argument(
+        '--cfg-options', nargs='+', action=DictAction,
+        help='override config settings, key=value pairs, e.g. model.backbone.init_cfg=None '
+        'train_dataloader.batch_size=4; lists as key="[a,b]" (no white space)')
+    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm', 'mpi'], default='none',
+                        help='job launcher')
+    parser.add_argument('--no-data-check', action='store_true',
+                        help='skip the check that the data set paths of the config exist')
+    # torch.distributed.launch passes --local-rank (torchrun sets LOCAL_RANK instead)
+    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    args = parser.parse_args(argv)
+    if 'LOCAL_RANK' not in os.environ:
+        os.environ['LOCAL_RANK'] = str(args.local_rank)
+    return args
+
+
+def setup_cfg(args: argparse.Namespace) -> Config:
+    """Load the config and apply the command-line options, as mmdet's / mmseg's train.py do."""
+    cfg = Config.fromfile(args.config)
+    cfg.launcher = args.launcher
+    if args.cfg_options is not None:
+        cfg.merge_from_dict(args.cfg_options)
+    scope = cfg.get('default_scope')
+    if scope not in ('mmdet', 'mmseg'):
+        raise SystemExit(f'{args.config}: default_scope must be "mmdet" (detection) or "mmseg" (segmentation), '
+                         f'got {scope!r}; inherit mmdet::_base_/default_runtime.py or mmseg::_base_/default_runtime.py')
+
+    # work_dir: command line > config > ./work_dirs/CONFIG_NAME
+    if args.work_dir is not None:
+        cfg.work_dir = args.work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+
+    if args.amp:
+        optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
+        if optim_type == 'AmpOptimWrapper':
+            print('AMP training is already enabled in the config.', file=sys.stderr)
+        else:
+            if optim_type != 'OptimWrapper':
+                raise SystemExit(f'--amp supports optim_wrapper.type OptimWrapper, the config has {optim_type!r}')
+            cfg.optim_wrapper.type = 'AmpOptimWrapper'
+            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+    if args.auto_scale_lr:
+        if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
+            raise SystemExit('--auto-scale-lr needs auto_scale_lr = dict(enable=False, base_batch_size=N) '
+                             'in the config')
+        cfg.auto_scale_lr.enable = True
+
+    # resume: an explicit checkpoint > the latest one in work_dir
+    if args.resume == 'auto':
+        cfg.resume = True
+        cfg.load_from = None
+    elif args.resume is not None:
+        cfg.resume = True
+        cfg.load_from = args.resume
+    return cfg
+
+
+def check_inputs(cfg: Config, args: argparse.Namespace) -> None:
+    """Stop with a readable message when the data or the pretrained backbone file is not there."""
+    if not args.no_data_check:
+        splits = ('train', 'val') if cfg.get('val_cfg') and cfg.get('val_dataloader') else ('train',)
+        missing = runtime_checks.find_missing_data(cfg, splits)
+        if missing:
+            raise SystemExit(runtime_checks.missing_data_message(missing, args.config))
+
+    if runtime_checks.find_missing_pretrained(cfg):
+        will_load = cfg.get('load_from') or (cfg.get('resume') and _latest_checkpoint(cfg.work_dir))
+        if will_load:
+            # The checkpoint loaded after initialisation replaces the backbone weights anyway.
+            for key in runtime_checks.drop_pretrained_init(cfg):
+                print(f'{key[:-len(".checkpoint")]} set to None: the file does not exist and the weights come '
+                      f'from {will_load}', file=sys.stderr)
+        else:
+            raise SystemExit(runtime_checks.missing_pretrained_message(runtime_checks.find_missing_pretrained(cfg)))
+
+
+def _latest_checkpoint(work_dir: str) -> str | None:
+    from mmengine.runner import find_latest_checkpoint
+    return find_latest_checkpoint(work_dir) if osp.isdir(work_dir) else None
+
+
+def setup_distributed(cfg: Config) -> None:
+    """On machines without CUDA: gloo process group, DDP without device ids, BN instead of SyncBN."""
+    if runtime_checks.adapt_distributed_to_cpu(cfg) and cfg.launcher == 'pytorch':
+        # mmengine's init_dist calls torch.cuda.set_device; create the group here, the Runner then reuses it.
+        runtime_checks.init_cpu_process_group(cfg.env_cfg.dist_cfg.backend)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    cfg = setup_cfg(args)
+    check_inputs(cfg, args)
+    setup_distributed(cfg)
+
+    from mmengine.registry import RUNNERS
+    from mmengine.runner import Runner
+    runner = Runner.from_cfg(cfg) if 'runner_type' not in cfg else RUNNERS.build(cfg)
+    runner.train()
+
+
+if __name__ == '__main__':
+    main()
