@@ -34,8 +34,8 @@ def test_mmcv_compiled_ops_run():
     assert keep.tolist() == [0, 2]
     feat = torch.arange(16.).reshape(1, 1, 4, 4)
     rois = torch.tensor([[0., 0., 0., 4., 4.]])
-    out = RoIAlign((2, 2), spatial_scale=1.0, sampling_ratio=2, aligned=False)(feat, rois)
-    # mean of each 2x2 quadrant of the 4x4 ramp, bilinear samples at pixel centres
+    out = RoIAlign((2, 2), spatial_scale=1.0, sampling_ratio=2, aligned=True)(feat, rois)
+    # aligned: samples at pixel centres, so each bin averages one 2x2 quadrant of the ramp 4y + x
     assert out.shape == (1, 1, 2, 2)
     assert torch.allclose(out.flatten(), torch.tensor([2.5, 4.5, 10.5, 12.5]), atol=1e-5)
 
@@ -56,9 +56,9 @@ def _toy_runner(work_dir, max_iters, resume=False):
             self.linear = nn.Linear(4, 1)
 
         def forward(self, inputs, targets=None, mode='tensor'):
-            out = self.linear(torch.stack(inputs) if isinstance(inputs, list) else inputs)
+            out = self.linear(inputs)  # default_collate already stacked the batch
             if mode == 'loss':
-                return dict(loss=((out.squeeze(1) - torch.stack(targets)) ** 2).mean())
+                return dict(loss=((out.squeeze(1) - targets) ** 2).mean())
             return out
 
     data = [dict(inputs=torch.randn(4), targets=torch.tensor(1.0)) for _ in range(8)]
@@ -78,13 +78,10 @@ def test_runner_checkpoint_resumes_with_weights_only(tmp_path):
     runner.train()
     ckpt = tmp_path / 'iter_2.pth'
     assert ckpt.exists()
-    # The file needs more than torch's default allow-list (mmengine's HistoryBuffer, numpy arrays) ...
-    unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(str(ckpt))
-    assert any('HistoryBuffer' in name for name in unsafe)
-    # ... so plain torch.load (weights_only by default) refuses it without mmswin's allow-list.
+    # Plain torch.load (weights_only by default) refuses mmengine's own file without mmswin's allow-list.
     plain = subprocess.run([sys.executable, '-c', f'import torch; torch.load({str(ckpt)!r})'],
                            capture_output=True, text=True)
-    assert plain.returncode != 0 and 'UnpicklingError' in plain.stderr
+    assert plain.returncode != 0 and 'HistoryBuffer' in plain.stderr
     resumed = _toy_runner(tmp_path, max_iters=4, resume=True)
     resumed.train()
     assert resumed.iter == 4
@@ -113,6 +110,21 @@ def test_malicious_pickle_is_refused_and_not_executed(tmp_path):
     with pytest.raises(UnsafeCheckpointError):
         read_state_dict(str(path))
     assert not marker.exists()
+
+
+class _SneakyGetattr:
+    """Pickles as ``getattr(HistoryBuffer, '__init__')``: the first step of reaching a module's globals."""
+
+    def __reduce__(self):
+        from mmengine.logging.history_buffer import HistoryBuffer
+        return (getattr, (HistoryBuffer, '__init__'))
+
+
+def test_getattr_is_allowed_only_for_history_buffer_statistics(tmp_path):
+    path = tmp_path / 'sneaky.pth'
+    torch.save({'w': torch.zeros(1), 'x': _SneakyGetattr()}, path)
+    with pytest.raises(UnsafeCheckpointError):
+        safe_torch_load(path)
 
 
 def test_not_a_checkpoint_is_a_clear_error(tmp_path):

@@ -21,6 +21,21 @@ class UnsafeCheckpointError(pickle.UnpicklingError):
     """A checkpoint file refers to objects outside the allow-list; it was not unpickled."""
 
 
+def _history_buffer_getattr(owner: Any, name: str) -> Any:
+    """Stand-in for ``builtins.getattr`` while unpickling: resolves only ``HistoryBuffer``'s statistics methods.
+
+    mmengine pickles ``HistoryBuffer._statistics_methods`` (``{'min': HistoryBuffer.min, ...}``) as
+    ``getattr(HistoryBuffer, 'min')``. The real ``getattr`` would let a crafted file reach any object's globals and
+    run code, so it is never allow-listed; this function refuses everything but those methods.
+    """
+    from mmengine.logging.history_buffer import HistoryBuffer
+    attr = vars(HistoryBuffer).get(name) if owner is HistoryBuffer and not name.startswith('_') else None
+    if not callable(attr):
+        raise pickle.UnpicklingError(f'refused getattr({owner!r}, {name!r}) while loading a checkpoint: only '
+                                     'the statistics methods of mmengine\'s HistoryBuffer may be looked up')
+    return attr
+
+
 def mmengine_safe_globals() -> list[Any]:
     """The globals an mmengine Runner checkpoint pickles besides tensors (measured on mmengine 0.10.7)."""
     import numpy as np
@@ -29,7 +44,8 @@ def mmengine_safe_globals() -> list[Any]:
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     dtype_classes = [type(np.dtype(name)) for name in (
         'float16', 'float32', 'float64', 'int8', 'int16', 'int32', 'int64', 'uint8', 'bool')]
-    return [HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtype_classes]
+    return [HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtype_classes,
+            (_history_buffer_getattr, 'builtins.getattr')]
 
 
 _installed = False
@@ -83,5 +99,5 @@ def safe_torch_load(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
             'tensors, containers and mmengine\'s own checkpoint classes, and unpickling it could run arbitrary code. '
             'Nothing from the file was executed. If you trust the file and know what it contains, re-save its '
             'tensors with `torch.save(state_dict, path)` in a trusted environment.') from None
-    except (RuntimeError, EOFError, OSError) as err:
+    except Exception as err:  # torch raises RuntimeError, EOFError, IndexError, ... on files of another format
         raise ValueError(f'{path!r} is not a readable torch checkpoint (truncated or another format): {err}') from None
