@@ -1,0 +1,846 @@
+"""Swin Transformer backbone (Liu et al., "Swin Transformer: Hierarchical Vision Transformer using Shifted Windows",
+ICCV 2021) for mmdet / mmseg, with strict loading of every common checkpoint layout.
+
+The file reads top to bottom: small pure helpers (window tables, masks, resizing) -> attention -> block -> stage ->
+model -> checkpoint layout detection / conversion -> arch table.
+
+Numerics follow mmdet 3.x / mmseg 1.x and the official detection and segmentation forks, which the released
+detection / segmentation weights were trained with: a feature map whose sides are not multiples of the window is
+padded right / bottom with zeros *after* ``norm1`` and *before* the cyclic shift (padded tokens take part in the
+attention as keys, exactly as there), every second block is shifted by ``window_size // 2`` whatever the map size
+(also when the map fits in one window, unlike the classification code and timm), and odd sizes are padded at the
+bottom / right corner by the patch embedding and the patch merging.
+
+Speed: window partition, cyclic shift, padding and their inverses are one gather each, driven by index tables that
+are built once per input size and cached (never saved); the relative position bias and the shift mask are folded
+into one additive mask for ``F.scaled_dot_product_attention``; there are no Python loops over windows.
+
+mmswin's own checkpoint layout is mmdet's (``stages.{i}.blocks.{j}.attn.w_msa.*``, ``ffn.layers.*``, the patch
+merging at the end of stage ``i`` in ``nn.Unfold`` channel order, output norms ``norm0..norm3``), so mmdet / mmseg
+detector and segmentor checkpoints load after stripping ``backbone.`` only. See :func:`convert_swin_state_dict`.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmengine.model import BaseModule
+from timm.layers import DropPath, trunc_normal_
+from torch import Tensor, nn
+
+from mmswin.models.checkpoint import load_state_dict_strict, read_state_dict
+from mmswin.registry import MODELS
+
+__all__ = [
+    'SwinTransformer', 'SWIN_ARCHS', 'relative_position_index', 'window_partition', 'window_reverse',
+    'window_token_index', 'shift_window_mask', 'resize_relative_position_bias_table', 'resize_abs_pos_embed',
+    'detect_swin_layout', 'convert_swin_state_dict', 'official_to_unfold_order', 'unfold_to_official_order',
+]
+
+# Value added to the attention logits of token pairs that the shifted-window mask separates (as the official
+# code, timm and mmdet do; finite, so reduced-precision autocast never produces NaNs).
+MASK_VALUE = -100.0
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Small pure helpers
+# ----------------------------------------------------------------------------------------------------------------
+def _pair(value: int | Sequence[int], name: str) -> tuple[int, int]:
+    if isinstance(value, int) and not isinstance(value, bool):
+        pair = (value, value)
+    elif isinstance(value, Sequence) and len(value) in (1, 2) and all(isinstance(v, int) for v in value):
+        pair = (value[0], value[-1])
+    else:
+        raise ValueError(f'{name} must be an int or a pair of ints, got {value!r}')
+    if min(pair) < 1:
+        raise ValueError(f'{name} must be positive, got {value!r}')
+    return pair
+
+
+def relative_position_index(window_size: int) -> Tensor:
+    """Index into a ``((2w-1)^2, heads)`` bias table for every pair of tokens of a ``w x w`` window.
+
+    Returns:
+        ``(w*w, w*w)`` long tensor; entry ``[i, j] = (dy + w - 1) * (2w - 1) + (dx + w - 1)`` with ``(dy, dx)`` the
+        offset of token ``i`` from token ``j`` (row-major token order), as in the official code, timm and mmdet.
+    """
+    w = window_size
+    coords = torch.stack(torch.meshgrid(torch.arange(w), torch.arange(w), indexing='ij')).flatten(1)  # 2, N
+    rel = coords[:, :, None] - coords[:, None, :] + (w - 1)  # 2, N, N
+    return rel[0] * (2 * w - 1) + rel[1]
+
+
+def window_partition(x: Tensor, window_size: int) -> Tensor:
+    """Split ``(B, H, W, C)`` maps, ``H`` and ``W`` multiples of the window, into ``(B * nW, w*w, C)`` windows.
+
+    Windows are ordered row-major per image (the official order); a reference for :func:`window_token_index`.
+    """
+    b, h, w, c = x.shape
+    ws = window_size
+    x = x.view(b, h // ws, ws, w // ws, ws, c)  # B, nWh, ws, nWw, ws, C
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, ws * ws, c)  # B*nW, ws*ws, C
+
+
+def window_reverse(windows: Tensor, window_size: int, height: int, width: int) -> Tensor:
+    """Inverse of :func:`window_partition`: ``(B * nW, w*w, C)`` -> ``(B, H, W, C)``."""
+    ws = window_size
+    c = windows.shape[-1]
+    x = windows.view(-1, height // ws, width // ws, ws, ws, c)  # B, nWh, nWw, ws, ws, C
+    return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, height, width, c)  # B, H, W, C
+
+
+def _padded(size: int, multiple: int) -> int:
+    return -(-size // multiple) * multiple
+
+
+def window_token_index(height: int, width: int, window_size: int, shift_size: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Index tables that turn pad + cyclic shift + window partition into one gather, and back.
+
+    The map of ``height x width`` tokens is padded right / bottom to multiples of the window, rolled by
+    ``-shift_size`` on both axes and cut into windows -- exactly the sequence of mmdet's ``ShiftWindowMSA``.
+
+    Returns:
+        ``gather``: ``(nW * w*w,)`` long, the flat source position (``y * width + x``) of each window slot, ``0`` for
+        padded slots; ``scatter``: ``(height * width,)`` long, the window slot of each source position (the inverse
+        permutation); ``pad_slots``: ``(P,)`` long, the slots that hold padding (their tokens are zeros).
+    """
+    hp, wp = _padded(height, window_size), _padded(width, window_size)
+    pos = torch.arange(height * width).view(1, height, width, 1)  # 1, H, W, 1
+    pos = F.pad(pos, (0, 0, 0, wp - width, 0, hp - height), value=-1)  # 1, Hp, Wp, 1; -1 marks padding
+    if shift_size:
+        pos = torch.roll(pos, shifts=(-shift_size, -shift_size), dims=(1, 2))  # 1, Hp, Wp, 1
+    slots = window_partition(pos, window_size).flatten()  # nW*N
+    is_pad = slots < 0
+    scatter = torch.empty(height * width, dtype=torch.long)
+    scatter[slots[~is_pad]] = torch.nonzero(~is_pad).flatten()
+    return slots.clamp(min=0), scatter, torch.nonzero(is_pad).flatten()
+
+
+def shift_window_mask(height: int, width: int, window_size: int, shift_size: int) -> Tensor:
+    """Which token pairs of each shifted window came from different regions of the map before the roll.
+
+    Args:
+        height, width: the map size before padding (padding is right / bottom to multiples of the window).
+
+    Returns:
+        ``(nW, w*w, w*w)`` bool, True where attention must be masked (mmdet / official region labelling).
+    """
+    hp, wp = _padded(height, window_size), _padded(width, window_size)
+    region = torch.zeros(1, hp, wp, 1)  # 1, Hp, Wp, 1
+    bounds = (slice(0, -window_size), slice(-window_size, -shift_size), slice(-shift_size, None))
+    for i, h_slice in enumerate(bounds):
+        for j, w_slice in enumerate(bounds):
+            region[:, h_slice, w_slice, :] = 3 * i + j
+    region = window_partition(region, window_size).squeeze(-1)  # nW, N
+    return region[:, None, :] != region[:, :, None]  # nW, N, N
+
+
+def resize_relative_position_bias_table(table: Tensor, window_size: int) -> Tensor:
+    """Resize a ``((2w'-1)^2, heads)`` table to window ``w`` by bicubic interpolation over its ``(2w-1, 2w-1)`` grid.
+
+    This is what mmdet and the official detection fork do when a window-12 (384 px) ImageNet checkpoint is loaded
+    into a window-7 model.
+    """
+    length, heads = table.shape
+    src = math.isqrt(length)
+    if src * src != length:
+        raise ValueError(f'a relative position bias table has a square number of rows, got {tuple(table.shape)}')
+    dst = 2 * window_size - 1
+    if src == dst:
+        return table
+    grid = table.float().t().reshape(1, heads, src, src)  # 1, heads, S, S
+    grid = F.interpolate(grid, size=(dst, dst), mode='bicubic', align_corners=False)  # 1, heads, S', S'
+    return grid.reshape(heads, dst * dst).t().contiguous().to(table.dtype)  # S'*S', heads
+
+
+def resize_abs_pos_embed(pos_embed: Tensor, dst_hw: tuple[int, int], src_hw: tuple[int, int] | None = None) -> Tensor:
+    """Resize an absolute position embedding to a ``dst_hw`` token grid, bicubic, as ``(1, H*W, C)``.
+
+    Args:
+        pos_embed: ``(1, L, C)`` (official classification code, mmdet, mmpretrain; ``src_hw`` is then the square
+            grid unless given) or ``(1, C, H, W)`` (official detection fork).
+        dst_hw: the token grid wanted.
+    """
+    if pos_embed.dim() == 4:  # 1, C, H, W
+        grid = pos_embed
+    elif pos_embed.dim() == 3:  # 1, L, C
+        _, length, channels = pos_embed.shape
+        if src_hw is None:
+            side = math.isqrt(length)
+            if side * side != length:
+                raise ValueError(f'cannot infer the grid of an absolute position embedding of {length} tokens; '
+                                 'pass src_hw')
+            src_hw = (side, side)
+        grid = pos_embed.reshape(1, src_hw[0], src_hw[1], channels).permute(0, 3, 1, 2)  # 1, C, H, W
+    else:
+        raise ValueError(f'absolute position embedding of shape {tuple(pos_embed.shape)}: expected (1, L, C) or '
+                         '(1, C, H, W)')
+    if tuple(grid.shape[-2:]) != tuple(dst_hw):
+        grid = F.interpolate(grid, size=tuple(dst_hw), mode='bicubic', align_corners=False)  # 1, C, H', W'
+    return grid.flatten(2).transpose(1, 2)  # 1, H'*W', C
+
+
+class _GatherTokens(torch.autograd.Function):
+    """``out = x[:, index]`` with ``zero_slots`` of the output set to 0, where ``index`` is (part of) a permutation.
+
+    Its gradient is again a gather (through the inverse permutation ``back_index``), never a scatter-add.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, index: Tensor, zero_slots: Tensor | None, back_index: Tensor,
+                back_zero_slots: Tensor | None) -> Tensor:
+        ctx.back = (back_index, back_zero_slots)
+        out = x.index_select(1, index)  # B, len(index), C
+        if zero_slots is not None:
+            out.index_fill_(1, zero_slots, 0.0)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, None, None, None, None]:
+        back_index, back_zero_slots = ctx.back
+        grad_x = grad.index_select(1, back_index)
+        if back_zero_slots is not None:
+            grad_x.index_fill_(1, back_zero_slots, 0.0)
+        return grad_x, None, None, None, None
+
+
+@dataclass(frozen=True)
+class WindowPlan:
+    """Everything one block needs to window a ``height x width`` map: built once per size, device, shift."""
+
+    gather: Tensor  # (nW*N,) source position of each window slot
+    scatter: Tensor  # (H*W,) window slot of each source position
+    pad_slots: Tensor | None  # (P,) padded slots, None when the map needs no padding
+    num_windows: int
+    mask: Tensor | None  # (nW, 1, N, N) bool, True = masked; None without shift
+
+    @classmethod
+    def build(cls, height: int, width: int, window_size: int, shift_size: int, device: torch.device) -> 'WindowPlan':
+        gather, scatter, pad_slots = window_token_index(height, width, window_size, shift_size)
+        mask = shift_window_mask(height, width, window_size, shift_size)[:, None] if shift_size else None
+        num_windows = gather.numel() // (window_size * window_size)
+        return cls(gather.to(device), scatter.to(device), pad_slots.to(device) if pad_slots.numel() else None,
+                   num_windows, mask.to(device) if mask is not None else None)
+
+    def partition(self, x: Tensor) -> Tensor:
+        """``(B, H*W, C)`` -> ``(B, nW*N, C)`` windows of the padded, shifted map."""
+        return _GatherTokens.apply(x, self.gather, self.pad_slots, self.scatter, None)
+
+    def reverse(self, windows: Tensor) -> Tensor:
+        """``(B, nW*N, C)`` -> ``(B, H*W, C)``: un-shift, drop the padding."""
+        return _GatherTokens.apply(windows, self.scatter, None, self.gather, self.pad_slots)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Attention
+# ----------------------------------------------------------------------------------------------------------------
+class WindowMSA(nn.Module):
+    """Multi-head self-attention inside windows, with a learned relative position bias.
+
+    Args:
+        embed_dims: channels ``C``.
+        num_heads: heads; ``C`` must be divisible by it.
+        window_size: side ``w`` of the square windows.
+        qkv_bias: learn a bias for the query / key / value projection. Default: True.
+        attn_drop_rate: dropout on the attention weights. Default: 0.
+        proj_drop_rate: dropout after the output projection. Default: 0.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, window_size: int, qkv_bias: bool = True,
+                 attn_drop_rate: float = 0.0, proj_drop_rate: float = 0.0) -> None:
+        super().__init__()
+        self.embed_dims = embed_dims
+        self.num_heads = num_heads
+        self.window_size = window_size
+        self.attn_drop_rate = attn_drop_rate
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
+        self.register_buffer('relative_position_index', relative_position_index(window_size), persistent=False)
+        self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=qkv_bias)
+        self.proj = nn.Linear(embed_dims, embed_dims)
+        self.proj_drop = nn.Dropout(proj_drop_rate) if proj_drop_rate > 0 else nn.Identity()
+
+    def position_bias(self) -> Tensor:
+        """The relative position bias, ``(heads, N, N)``."""
+        n = self.window_size * self.window_size
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]  # N*N, heads
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1)  # heads, N, N
+
+    def attention_mask(self, plan: WindowPlan, batch: int, dtype: torch.dtype) -> Tensor:
+        """Bias and shift mask folded into one additive mask of shape ``(B * nW, heads, N, N)``.
+
+        Without shift the bias is broadcast (an expanded view, no copy); with shift it is materialised once per
+        forward (the bias is a parameter, so it cannot be cached across steps).
+        """
+        bias = self.position_bias().unsqueeze(0)  # 1, heads, N, N
+        n = bias.shape[-1]
+        if plan.mask is None:
+            return bias.to(dtype).expand(batch * plan.num_windows, -1, -1, -1)  # B*nW, heads, N, N (view)
+        mask = torch.where(plan.mask, MASK_VALUE, bias)  # nW, heads, N, N
+        mask = mask.to(dtype).unsqueeze(0).expand(batch, -1, -1, -1, -1)  # B, nW, heads, N, N
+        return mask.reshape(batch * plan.num_windows, self.num_heads, n, n)  # B*nW, heads, N, N
+
+    def forward(self, windows: Tensor, attn_mask: Tensor) -> Tensor:
+        """``(B*nW, N, C)`` tokens and a ``(B*nW, heads, N, N)`` additive mask -> ``(B*nW, N, C)``."""
+        bw, n, c = windows.shape
+        qkv = self.qkv(windows).view(bw, n, 3, self.num_heads, c // self.num_heads)  # B*nW, N, 3, heads, d
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each B*nW, heads, N, d (strided views)
+        x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
+                                           dropout_p=self.attn_drop_rate if self.training else 0.0)
+        x = x.transpose(1, 2).reshape(bw, n, c)  # B*nW, N, C
+        return self.proj_drop(self.proj(x))
+
+
+class ShiftWindowMSA(nn.Module):
+    """Window attention on a ``(B, H*W, C)`` map: pad, cyclic shift, partition, attend, and back.
+
+    Args:
+        embed_dims, num_heads, window_size, qkv_bias, attn_drop_rate, proj_drop_rate: see :class:`WindowMSA`.
+        shift_size: cyclic shift towards the top-left before partitioning; 0 for regular windows.
+        drop_path_rate: stochastic depth on this residual branch.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, window_size: int, shift_size: int = 0, qkv_bias: bool = True,
+                 attn_drop_rate: float = 0.0, proj_drop_rate: float = 0.0, drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.shift_size = shift_size
+        self.w_msa = WindowMSA(embed_dims, num_heads, window_size, qkv_bias, attn_drop_rate, proj_drop_rate)
+        self.drop = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+
+    def forward(self, x: Tensor, plan: WindowPlan) -> Tensor:
+        b, _, c = x.shape
+        windows = plan.partition(x)  # B, nW*N, C
+        n = self.window_size * self.window_size
+        mask = self.w_msa.attention_mask(plan, b, windows.dtype)  # B*nW, heads, N, N
+        out = self.w_msa(windows.view(b * plan.num_windows, n, c), mask)  # B*nW, N, C
+        return self.drop(plan.reverse(out.view(b, plan.num_windows * n, c)))  # B, H*W, C
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Block and stage
+# ----------------------------------------------------------------------------------------------------------------
+class FFN(nn.Module):
+    """Two-layer MLP with GELU, named as mmcv's ``FFN`` (``layers.0.0`` and ``layers.1``) for checkpoint parity."""
+
+    def __init__(self, embed_dims: int, hidden_dims: int, drop_rate: float = 0.0, drop_path_rate: float = 0.0) -> None:
+        super().__init__()
+        drop = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+        self.layers = nn.Sequential(
+            nn.Sequential(nn.Linear(embed_dims, hidden_dims), nn.GELU(), drop),
+            nn.Linear(hidden_dims, embed_dims),
+            nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity())
+        self.drop = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+
+    def forward(self, x: Tensor, identity: Tensor) -> Tensor:
+        return identity + self.drop(self.layers(x))
+
+
+class SwinBlock(nn.Module):
+    """``x + W-MSA(LN(x))`` then ``x + MLP(LN(x))``; the window attention is shifted when ``shift`` is True.
+
+    Args:
+        embed_dims, num_heads, window_size, qkv_bias, attn_drop_rate: see :class:`WindowMSA`.
+        mlp_ratio: hidden width of the MLP over ``embed_dims``.
+        shift: shift the windows by ``window_size // 2``.
+        drop_rate: dropout after the attention projection and inside the MLP.
+        drop_path_rate: stochastic depth of both residual branches.
+        with_cp: recompute this block in backward instead of storing its activations.
+    """
+
+    def __init__(self, embed_dims: int, num_heads: int, window_size: int, mlp_ratio: float = 4.0, shift: bool = False,
+                 qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
+                 drop_path_rate: float = 0.0, with_cp: bool = False) -> None:
+        super().__init__()
+        self.with_cp = with_cp
+        self.shift_size = window_size // 2 if shift else 0
+        self.norm1 = nn.LayerNorm(embed_dims)
+        self.attn = ShiftWindowMSA(embed_dims, num_heads, window_size, self.shift_size, qkv_bias, attn_drop_rate,
+                                   drop_rate, drop_path_rate)
+        self.norm2 = nn.LayerNorm(embed_dims)
+        self.ffn = FFN(embed_dims, int(embed_dims * mlp_ratio), drop_rate, drop_path_rate)
+
+    def _forward(self, x: Tensor, plan: WindowPlan) -> Tensor:
+        x = x + self.attn(self.norm1(x), plan)
+        return self.ffn(self.norm2(x), identity=x)
+
+    def forward(self, x: Tensor, plan: WindowPlan) -> Tensor:
+        """``(B, H*W, C)`` -> ``(B, H*W, C)``."""
+        if self.with_cp and torch.is_grad_enabled():
+            return cp.checkpoint(self._forward, x, plan, use_reentrant=False)
+        return self._forward(x, plan)
+
+
+class PatchMerging(nn.Module):
+    """2x2 neighbourhood concatenation, LayerNorm, linear ``4C -> 2C``: halves the resolution.
+
+    Channel order of the concatenation is ``nn.Unfold``'s (channel-major over the positions (0,0), (0,1), (1,0),
+    (1,1)), as in mmdet / mmseg / mmpretrain; see :func:`official_to_unfold_order` for the official / timm order.
+    Odd sides are zero-padded at the bottom / right.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, norm: bool = True) -> None:
+        super().__init__()
+        self.norm = nn.LayerNorm(4 * in_channels) if norm else nn.Identity()
+        self.reduction = nn.Linear(4 * in_channels, out_channels, bias=False)
+
+    def forward(self, x: Tensor, hw: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:
+        """``(B, H*W, C)`` -> ``(B, ceil(H/2)*ceil(W/2), 2C)`` and the new size."""
+        b, _, c = x.shape
+        h, w = hw
+        x = x.view(b, h, w, c)  # B, H, W, C
+        if h % 2 or w % 2:
+            x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))  # B, H', W', C
+        h2, w2 = (h + 1) // 2, (w + 1) // 2
+        x = x.view(b, h2, 2, w2, 2, c).permute(0, 1, 3, 5, 2, 4)  # B, H/2, W/2, C, 2 (row), 2 (col)
+        x = x.reshape(b, h2 * w2, 4 * c)  # B, H/2*W/2, 4C  (Unfold order: c * 4 + row * 2 + col)
+        return self.reduction(self.norm(x)), (h2, w2)
+
+
+class SwinStage(nn.Module):
+    """The blocks of one resolution (every second one shifted), then the optional patch merging.
+
+    The windowing tables of each input size are cached here (plain attributes: never in a state dict).
+    """
+
+    _MAX_CACHED_SIZES = 16
+
+    def __init__(self, embed_dims: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float,
+                 qkv_bias: bool, drop_rate: float, attn_drop_rate: float, drop_path_rates: Sequence[float],
+                 downsample: bool, patch_norm: bool, with_cp: bool) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.blocks = nn.ModuleList(
+            SwinBlock(embed_dims, num_heads, window_size, mlp_ratio, i % 2 == 1, qkv_bias, drop_rate, attn_drop_rate,
+                      drop_path_rates[i], with_cp) for i in range(depth))
+        self.downsample = PatchMerging(embed_dims, 2 * embed_dims, patch_norm) if downsample else None
+        self._plans: OrderedDict[tuple, WindowPlan] = OrderedDict()
+
+    def plan(self, hw: tuple[int, int], shift_size: int, device: torch.device) -> WindowPlan:
+        """The cached :class:`WindowPlan` of a size (least recently used sizes are dropped beyond 16)."""
+        key = (hw, shift_size, device)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = WindowPlan.build(hw[0], hw[1], self.window_size, shift_size, device)
+            self._plans[key] = plan
+            while len(self._plans) > self._MAX_CACHED_SIZES * 2:
+                self._plans.popitem(last=False)
+        else:
+            self._plans.move_to_end(key)
+        return plan
+
+    def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
+        """``(B, H*W, C)`` through the blocks (the patch merging is called by the model)."""
+        for block in self.blocks:
+            x = block(x, self.plan(hw, block.shift_size, x.device))
+        return x
+
+
+class PatchEmbed(nn.Module):
+    """Non-overlapping ``p x p`` convolution (the input is zero-padded bottom / right to multiples of ``p``), then
+    LayerNorm when ``norm``."""
+
+    def __init__(self, in_channels: int, embed_dims: int, patch_size: int, norm: bool = True) -> None:
+        super().__init__()
+        self.patch_size = patch_size
+        self.projection = nn.Conv2d(in_channels, embed_dims, patch_size, stride=patch_size)
+        self.norm = nn.LayerNorm(embed_dims) if norm else nn.Identity()
+
+    def forward(self, x: Tensor) -> tuple[Tensor, tuple[int, int]]:
+        """``(B, C_in, H, W)`` -> ``(B, H/p * W/p, C)`` and the token grid size."""
+        p = self.patch_size
+        h, w = x.shape[-2:]
+        if h % p or w % p:
+            x = F.pad(x, (0, (p - w % p) % p, 0, (p - h % p) % p))  # B, C_in, H', W'
+        x = self.projection(x)  # B, C, H/p, W/p
+        hw = (x.shape[2], x.shape[3])
+        return self.norm(x.flatten(2).transpose(1, 2)), hw  # B, H/p*W/p, C
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Model
+# ----------------------------------------------------------------------------------------------------------------
+SWIN_ARCHS: dict[str, dict[str, Any]] = {
+    'tiny': dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
+    'small': dict(embed_dims=96, depths=(2, 2, 18, 2), num_heads=(3, 6, 12, 24)),
+    'base': dict(embed_dims=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32)),
+    'large': dict(embed_dims=192, depths=(2, 2, 18, 2), num_heads=(6, 12, 24, 48)),
+}
+
+
+def _resolve_arch(arch: str | Mapping[str, Any]) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+    if isinstance(arch, str):
+        if arch.lower() not in SWIN_ARCHS:
+            raise ValueError(f'arch={arch!r} is not a Swin preset; valid names are {", ".join(SWIN_ARCHS)}, '
+                             'or a dict with embed_dims, depths and num_heads')
+        arch = SWIN_ARCHS[arch.lower()]
+    if not isinstance(arch, Mapping) or set(arch) != {'embed_dims', 'depths', 'num_heads'}:
+        raise ValueError(f'arch must be one of {", ".join(SWIN_ARCHS)} or a dict with exactly the keys embed_dims, '
+                         f'depths, num_heads; got {arch!r}')
+    embed_dims, depths, num_heads = arch['embed_dims'], tuple(arch['depths']), tuple(arch['num_heads'])
+    if not isinstance(embed_dims, int) or embed_dims < 1:
+        raise ValueError(f'arch embed_dims must be a positive int, got {embed_dims!r}')
+    if not depths or len(depths) != len(num_heads) or any(not isinstance(d, int) or d < 1 for d in depths):
+        raise ValueError(f'arch depths must be positive ints, one per stage, as many as num_heads; got depths='
+                         f'{depths}, num_heads={num_heads}')
+    for i, heads in enumerate(num_heads):
+        if not isinstance(heads, int) or heads < 1 or (embed_dims * 2 ** i) % heads:
+            raise ValueError(f'arch num_heads[{i}]={heads!r} must be a positive int dividing the stage width '
+                             f'{embed_dims * 2 ** i}')
+    return embed_dims, depths, num_heads
+
+
+@MODELS.register_module()
+class SwinTransformer(BaseModule):
+    """Swin Transformer backbone: a four-level pyramid of NCHW feature maps for FPN-style necks.
+
+    Configs reach it as ``type='mmswin.SwinTransformer'`` with
+    ``custom_imports=dict(imports=['mmswin.models'], allow_failed_imports=False)``.
+
+    Outputs: a tuple with one ``(B, C * 2**i, ceil(H / (4 * 2**i)), ceil(W / (4 * 2**i)))`` map per ``i`` in
+    ``out_indices``, each through its own LayerNorm ``norm{i}`` -- channels ``out_channels``, strides
+    ``out_strides`` (4, 8, 16, 32 with the default patch size). Any input size works: sides that are not multiples
+    of the patch size, of 32 or of the window, or smaller than the window, are padded as mmdet does, and outputs
+    equal those of mmdet's ``SwinTransformer`` on the same weights.
+
+    Args:
+        arch: ``'tiny'``, ``'small'``, ``'base'``, ``'large'`` (see :data:`SWIN_ARCHS`) or a dict with ``embed_dims``
+            (int), ``depths`` and ``num_heads`` (one int per stage). Default: ``'tiny'``.
+        pretrain_img_size: the image size (int or (h, w)) the absolute position embedding is defined for; other
+            input sizes get it resized bicubically. Only used with ``use_abs_pos_embed``. Default: 224.
+        in_channels: input channels. Default: 3.
+        patch_size: side of the non-overlapping patch embedding (the first stride). Default: 4.
+        window_size: side of the attention windows. Default: 7.
+        mlp_ratio: MLP hidden width over the stage width. Default: 4.0.
+        qkv_bias: learn a bias for the query / key / value projection. Default: True.
+        patch_norm: LayerNorm after the patch embedding and inside the patch merging. Default: True.
+        drop_rate: dropout after the position embedding, the attention projection and inside the MLP.
+            Default: 0.0.
+        attn_drop_rate: dropout on the attention weights. Default: 0.0.
+        drop_path_rate: stochastic depth; the rate rises linearly from 0 at the first block to this value at the
+            last. Default: 0.1.
+        out_indices: stages whose maps are returned, increasing. Stages after the last of them are not computed
+            (their parameters then get no gradient). Default: (0, 1, 2, 3).
+        use_abs_pos_embed: add a learned absolute position embedding after the patch embedding, resized to the
+            input's token grid. Default: False.
+        frozen_stages: parameters frozen (``requires_grad=False`` from construction on, modules kept in eval mode
+            through ``train()``), with mmdet's meaning:
+            ``-1`` nothing; ``0`` the patch embedding (projection and its norm) and the absolute position embedding;
+            ``k >= 1`` additionally stages ``0 .. k-1`` -- their blocks *and* the patch merging that ends each of
+            them (so ``k`` also freezes the layer producing stage ``k``'s input) -- and the output norms
+            ``norm0 .. norm{k-1}``; ``num_stages`` (4) freezes everything. Default: -1.
+        with_cp: gradient checkpointing of every block: same outputs and gradients, less memory, more time.
+            Default: False.
+        init_cfg: ``None`` (random initialisation: truncated normal std 0.02 for linear layers, the bias tables and
+            the absolute embedding; ones / zeros for LayerNorms) or
+            ``dict(type='Pretrained', checkpoint=PATH_OR_URL, strict=True)``. The checkpoint layout (official
+            Microsoft, timm, mmdet / mmseg detector or segmentor, mmpretrain, mmswin) is detected, converted to
+            mmswin's, bias tables and the absolute embedding are resized to this model, and the load is strict:
+            every key not filled and every key not used is reported in one :class:`CheckpointMismatchError`. Only
+            ImageNet layouts may lack the output norms: those keep their identity initialisation, except that the
+            final ``norm`` of official / timm checkpoints (the norm on the last stage's output) fills ``norm3``, as
+            mmpretrain stores it. Classification heads are dropped. ``strict=False`` loads the fitting keys and
+            logs the rest. Default: None.
+
+    Attributes:
+        out_channels: channels of each output, aligned with the returned tuple.
+        out_strides: stride of each output w.r.t. the input, aligned with the returned tuple.
+        feature_info: timm-style ``dict(num_chs, reduction, module)`` for every stage (returned or not).
+        num_features: channels of every stage.
+    """
+
+    def __init__(self, arch: str | Mapping[str, Any] = 'tiny', pretrain_img_size: int | Sequence[int] = 224,
+                 in_channels: int = 3, patch_size: int = 4, window_size: int = 7, mlp_ratio: float = 4.0,
+                 qkv_bias: bool = True, patch_norm: bool = True, drop_rate: float = 0.0,
+                 attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1,
+                 out_indices: Sequence[int] = (0, 1, 2, 3), use_abs_pos_embed: bool = False,
+                 frozen_stages: int = -1, with_cp: bool = False, init_cfg: dict | None = None) -> None:
+        embed_dims, depths, num_heads = _resolve_arch(arch)
+        num_stages = len(depths)
+        pretrain_hw = _pair(pretrain_img_size, 'pretrain_img_size')
+        for name, value in (('in_channels', in_channels), ('patch_size', patch_size), ('window_size', window_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f'{name} must be a positive int, got {value!r}')
+        if not mlp_ratio > 0:
+            raise ValueError(f'mlp_ratio must be positive, got {mlp_ratio!r}')
+        for name, value in (('drop_rate', drop_rate), ('attn_drop_rate', attn_drop_rate),
+                            ('drop_path_rate', drop_path_rate)):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f'{name} must be in [0, 1), got {value!r}')
+        out_indices = tuple(out_indices) if isinstance(out_indices, Sequence) else (out_indices,)
+        if (not out_indices or any(not isinstance(i, int) or not 0 <= i < num_stages for i in out_indices)
+                or list(out_indices) != sorted(set(out_indices))):
+            raise ValueError(f'out_indices must be increasing, unique stage indices in 0..{num_stages - 1}, '
+                             f'got {out_indices!r}')
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
+            raise ValueError(f'frozen_stages must be an int in -1..{num_stages} (-1: nothing, 0: patch embedding, '
+                             f'k: also stages 0..k-1), got {frozen_stages!r}')
+        if init_cfg is not None:
+            _check_init_cfg(init_cfg)
+        super().__init__(init_cfg=init_cfg)
+
+        self.arch = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads)
+        self.num_stages = num_stages
+        self.window_size = window_size
+        self.patch_size = patch_size
+        self.pretrain_hw = pretrain_hw
+        self.out_indices = out_indices
+        self.use_abs_pos_embed = use_abs_pos_embed
+        self.frozen_stages = frozen_stages
+        self.with_cp = with_cp
+
+        self.patch_embed = PatchEmbed(in_channels, embed_dims, patch_size, patch_norm)
+        self.pretrain_grid = (pretrain_hw[0] // patch_size, pretrain_hw[1] // patch_size)
+        if use_abs_pos_embed:
+            self.absolute_pos_embed = nn.Parameter(
+                torch.zeros(1, self.pretrain_grid[0] * self.pretrain_grid[1], embed_dims))
+        self.drop_after_pos = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
+
+        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        self.num_features = tuple(embed_dims * 2 ** i for i in range(num_stages))
+        self.stages = nn.ModuleList()
+        for i in range(num_stages):
+            start = sum(depths[:i])
+            self.stages.append(SwinStage(
+                self.num_features[i], depths[i], num_heads[i], window_size, mlp_ratio, qkv_bias, drop_rate,
+                attn_drop_rate, rates[start:start + depths[i]], i < num_stages - 1, patch_norm, with_cp))
+        for i in out_indices:
+            self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
+
+        strides = tuple(patch_size * 2 ** i for i in range(num_stages))
+        self.feature_info = [dict(num_chs=self.num_features[i], reduction=strides[i], module=f'stages.{i}')
+                             for i in range(num_stages)]
+        self.out_channels = tuple(self.num_features[i] for i in out_indices)
+        self.out_strides = tuple(strides[i] for i in out_indices)
+        self._init_default_weights()
+        self._freeze_stages()
+
+    # -- freezing -------------------------------------------------------------------------------------------------
+    def _frozen_modules(self) -> list[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        frozen: list[nn.Module] = [self.patch_embed, self.drop_after_pos]
+        for i in range(self.frozen_stages):
+            frozen.append(self.stages[i])
+            if i in self.out_indices:
+                frozen.append(getattr(self, f'norm{i}'))
+        return frozen
+
+    def _freeze_stages(self) -> None:
+        for module in self._frozen_modules():
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad_(False)
+        if self.frozen_stages >= 0 and self.use_abs_pos_embed:
+            self.absolute_pos_embed.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> 'SwinTransformer':
+        """Set the mode, keeping the frozen parts (see ``frozen_stages``) in eval mode."""
+        super().train(mode)
+        for module in self._frozen_modules():
+            module.eval()
+        return self
+
+    # -- weights --------------------------------------------------------------------------------------------------
+    def _init_default_weights(self) -> None:
+        if self.use_abs_pos_embed:
+            trunc_normal_(self.absolute_pos_embed, std=0.02)
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                trunc_normal_(module.weight, std=0.02)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, nn.LayerNorm):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, WindowMSA):
+                trunc_normal_(module.relative_position_bias_table, std=0.02)
+
+    def init_weights(self) -> None:
+        """Random initialisation, or ``init_cfg=dict(type='Pretrained', checkpoint=..., strict=True)``.
+
+        Raises:
+            ValueError: the file is not a checkpoint, or not of a Swin Transformer in a known layout.
+            CheckpointMismatchError: (``strict``) a key is missing, unexpected or of the wrong shape.
+        """
+        from mmengine.logging import MMLogger, print_log
+
+        cfg = self.init_cfg
+        if not isinstance(cfg, Mapping) or cfg.get('type') != 'Pretrained':
+            self._init_default_weights()
+            if cfg is not None:
+                super().init_weights()
+            self._is_init = True
+            return
+        checkpoint = cfg['checkpoint']
+        source = checkpoint
+        if isinstance(checkpoint, str) and '://' in checkpoint:
+            from mmengine.runner.checkpoint import CheckpointLoader
+            checkpoint = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+        state = read_state_dict(checkpoint, prefix=cfg.get('prefix', 'backbone.'))
+        converted, layout, allowed_missing = self.convert_checkpoint(state)
+        kept = load_state_dict_strict(self, converted, source=f'{source!r} ({layout} layout)',
+                                      allowed_missing=allowed_missing, strict=cfg.get('strict', True))
+        logger = MMLogger.get_current_instance()
+        print_log(f'SwinTransformer: loaded {source!r} ({layout} layout)'
+                  + (f'; kept the initialisation of {", ".join(kept)}' if kept else ''), logger=logger)
+        self._is_init = True
+
+    def convert_checkpoint(self, state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], str, list[str]]:
+        """Convert a backbone state dict of any known layout to this model (pure: the input is not modified).
+
+        Returns:
+            The converted state dict (bias tables and the absolute embedding resized to this model; output norms of
+            stages this model does not return dropped), the detected layout, and the glob patterns of keys the
+            layout is documented not to carry.
+        """
+        layout = detect_swin_layout(state_dict)
+        state = convert_swin_state_dict(state_dict, layout)
+        own = self.state_dict()
+        for key in list(state):
+            if key.endswith('relative_position_bias_table') and key in own:
+                want, got = own[key].shape, state[key].shape
+                if got != want and got[1] == want[1]:
+                    state[key] = resize_relative_position_bias_table(state[key], self.window_size)
+            elif re.fullmatch(r'norm\d+\.(weight|bias)', key) and key not in own:
+                level = int(key[4:key.index('.')])
+                if level < self.num_stages:  # a level this model does not return
+                    del state[key]
+        if 'absolute_pos_embed' in state and self.use_abs_pos_embed:
+            pos = state['absolute_pos_embed']
+            if pos.dim() in (3, 4) and pos.shape[0] == 1 and self.num_features[0] in (pos.shape[-1], pos.shape[1]):
+                if pos.dim() == 4 or math.isqrt(pos.shape[1]) ** 2 == pos.shape[1]:
+                    state['absolute_pos_embed'] = resize_abs_pos_embed(pos, self.pretrain_grid)
+        level_norms = {int(m.group(1)) for k in state if (m := re.match(r'norm(\d+)\.', k))}
+        allowed = []
+        if not level_norms - {self.num_stages - 1}:  # an ImageNet layout: at most the final norm
+            allowed = [f'norm{i}.*' for i in self.out_indices if i not in level_norms]
+        return state, layout, allowed
+
+    # -- forward --------------------------------------------------------------------------------------------------
+    def _abs_pos_embed(self, hw: tuple[int, int]) -> Tensor:
+        if hw == self.pretrain_grid:
+            return self.absolute_pos_embed
+        return resize_abs_pos_embed(self.absolute_pos_embed, hw, self.pretrain_grid)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        """``(B, in_channels, H, W)`` -> tuple of ``(B, C_i, H_i, W_i)`` maps for ``out_indices``."""
+        if x.dim() != 4:
+            raise ValueError(f'SwinTransformer expects (B, C, H, W) images, got a tensor of shape {tuple(x.shape)}')
+        x, hw = self.patch_embed(x)  # B, H/4*W/4, C
+        if self.use_abs_pos_embed:
+            x = x + self._abs_pos_embed(hw)
+        x = self.drop_after_pos(x)
+        outs = []
+        for i, stage in enumerate(self.stages[:self.out_indices[-1] + 1]):
+            x = stage(x, hw)  # B, H_i*W_i, C_i
+            if i in self.out_indices:
+                out = getattr(self, f'norm{i}')(x)
+                outs.append(out.view(-1, hw[0], hw[1], out.shape[-1]).permute(0, 3, 1, 2).contiguous())  # B, C, H, W
+            if i < self.out_indices[-1]:
+                x, hw = stage.downsample(x, hw)
+        return tuple(outs)
+
+
+def _check_init_cfg(init_cfg: Any) -> None:
+    if isinstance(init_cfg, Mapping) and init_cfg.get('type') == 'Pretrained':
+        unknown = set(init_cfg) - {'type', 'checkpoint', 'strict', 'prefix'}
+        if 'checkpoint' not in init_cfg or unknown:
+            raise ValueError("init_cfg=dict(type='Pretrained', checkpoint=PATH, strict=True, prefix='backbone.') "
+                             f'takes a checkpoint and only those keys; got {dict(init_cfg)!r}')
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Checkpoint layouts
+# ----------------------------------------------------------------------------------------------------------------
+SWIN_LAYOUTS = {
+    'official': 'Microsoft Swin-Transformer release (layers.*, merging at the end of stage i, position-major order)',
+    'timm': 'timm swin_* (layers.*, merging at the start of stage i+1, position-major order)',
+    'mmdet': 'mmdet / mmseg detector or segmentor, or mmswin (stages.*, Unfold order, output norms norm0..)',
+    'mmpretrain': 'mmpretrain / mmdet-converted ImageNet classifier (stages.*, Unfold order, final norm only)',
+}
+_DERIVED = re.compile(r'(^|\.)(relative_position_index|attn_mask|relative_coords_table)$')
+
+
+def official_to_unfold_order(value: Tensor) -> Tensor:
+    """Reorder a patch-merging reduction weight ``(O, 4C)`` or norm vector ``(4C,)`` from the official / timm
+    position-major order ``[x(0,0) | x(1,0) | x(0,1) | x(1,1)]`` to ``nn.Unfold``'s channel-major order."""
+    if value.dim() == 2:
+        out, in4 = value.shape
+        return value.reshape(out, 4, in4 // 4)[:, [0, 2, 1, 3], :].transpose(1, 2).reshape(out, in4)
+    return value.reshape(4, -1)[[0, 2, 1, 3]].transpose(0, 1).reshape(-1)
+
+
+def unfold_to_official_order(value: Tensor) -> Tensor:
+    """Inverse of :func:`official_to_unfold_order`."""
+    if value.dim() == 2:
+        out, in4 = value.shape
+        return value.reshape(out, in4 // 4, 4)[:, :, [0, 2, 1, 3]].transpose(1, 2).reshape(out, in4)
+    return value.reshape(-1, 4)[:, [0, 2, 1, 3]].transpose(0, 1).reshape(-1)
+
+
+def detect_swin_layout(state_dict: Mapping[str, Any]) -> str:
+    """Name the layout of a Swin backbone state dict (``backbone.`` prefix already stripped).
+
+    Returns:
+        One of ``'official'``, ``'timm'``, ``'mmdet'`` (also mmseg and mmswin), ``'mmpretrain'``.
+
+    Raises:
+        ValueError: no Swin Transformer layout fits; the message shows some of the keys found.
+    """
+    keys = [re.sub(r'^layers_(\d+)\.', r'layers.\1.', k) for k in state_dict]
+    if any(re.match(r'stages\.\d+\.blocks\.\d+\.attn\.w_msa\.qkv\.weight$', k) for k in keys):
+        level_norms = {int(m.group(1)) for k in keys if (m := re.match(r'norm(\d+)\.', k))}
+        last = max(int(k.split('.')[1]) for k in keys if k.startswith('stages.'))
+        return 'mmdet' if level_norms - {last} else 'mmpretrain'
+    if any(re.match(r'layers\.\d+\.blocks\.\d+\.attn\.qkv\.weight$', k) for k in keys):
+        merging = {int(m.group(1)) for k in keys if (m := re.match(r'layers\.(\d+)\.downsample\.', k))}
+        return 'timm' if merging and 0 not in merging else 'official'
+    sample = ', '.join(list(state_dict)[:6])
+    raise ValueError('the checkpoint is not of a Swin Transformer in any known layout (official '
+                     "'layers.0.blocks.0.attn.qkv.weight', timm, mmdet / mmseg / mmswin / mmpretrain "
+                     f"'stages.0.blocks.0.attn.w_msa.qkv.weight'); its {len(state_dict)} keys begin with: {sample}")
+
+
+def convert_swin_state_dict(state_dict: Mapping[str, Tensor], layout: str | None = None) -> dict[str, Tensor]:
+    """Convert a Swin backbone state dict of any known layout to mmswin's (= mmdet's key names and merging order).
+
+    Pure: returns a new dict. Classification heads and derived buffers (``relative_position_index``,
+    ``attn_mask``) are dropped; the final ``norm`` of ImageNet layouts becomes the last stage's output norm
+    (``norm3`` for four stages). Keys of no known role are kept, so that a strict load reports them.
+
+    Args:
+        state_dict: backbone keys (``backbone.`` already stripped, see ``read_state_dict``).
+        layout: as returned by :func:`detect_swin_layout`; detected when None.
+    """
+    layout = layout or detect_swin_layout(state_dict)
+    if layout not in SWIN_LAYOUTS:
+        raise ValueError(f'layout={layout!r}; valid layouts are {", ".join(SWIN_LAYOUTS)}')
+    state = {re.sub(r'^layers_(\d+)\.', r'layers.\1.', k): v for k, v in state_dict.items()}
+    stage_ids = [int(m.group(1)) for k in state if (m := re.match(r'(?:layers|stages)\.(\d+)\.', k))]
+    last = max(stage_ids, default=0)
+    out: dict[str, Tensor] = {}
+    for key, value in state.items():
+        if _DERIVED.search(key) or key.startswith('head.') or key.startswith('head_'):
+            continue
+        new = key
+        if layout in ('official', 'timm'):
+            new = new.replace('patch_embed.proj.', 'patch_embed.projection.')
+            new = re.sub(r'^layers\.(\d+)\.blocks\.(\d+)\.attn\.', r'stages.\1.blocks.\2.attn.w_msa.', new)
+            new = new.replace('.mlp.fc1.', '.ffn.layers.0.0.').replace('.mlp.fc2.', '.ffn.layers.1.')
+            m = re.match(r'layers\.(\d+)\.downsample\.(reduction|norm)\.(weight|bias)$', new)
+            if m:
+                stage = int(m.group(1)) - (1 if layout == 'timm' else 0)
+                new = f'stages.{stage}.downsample.{m.group(2)}.{m.group(3)}'
+                value = official_to_unfold_order(value)
+            new = re.sub(r'^layers\.', 'stages.', new)
+        if new.startswith('norm.'):
+            new = f'norm{last}.' + new[5:]
+        out[new] = value
+    return out

@@ -1,0 +1,469 @@
+"""mmswin.SwinTransformer: output contract, parity with mmdet 3.3 and timm, checkpoint layouts, options."""
+from __future__ import annotations
+
+import copy
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import mmswin.models  # noqa: F401  (registers the backbones, installs safe loading)
+from mmswin.models.backbones.swin import (SWIN_ARCHS, SwinTransformer, convert_swin_state_dict, detect_swin_layout,
+                                          official_to_unfold_order, resize_relative_position_bias_table,
+                                          unfold_to_official_order, window_partition, window_reverse,
+                                          window_token_index)
+from mmswin.models.checkpoint import CheckpointMismatchError
+from mmswin.utils.checkpoint_io import UnsafeCheckpointError
+from mmswin.registry import MODELS
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SMALL = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))
+ATOL = 1e-4
+
+
+def _randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Non-trivial weights everywhere (LayerNorms and bias tables included) so that every mapping matters."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            noise = torch.randn(p.shape, generator=gen)
+            module_name = name.rsplit('.', 1)[0] if '.' in name else ''
+            if 'norm' in module_name.rsplit('.', 1)[-1] and name.endswith('.weight'):
+                p.copy_(1 + 0.2 * noise)
+            else:
+                fan_in = p[0].numel() if p.dim() > 1 else 1  # keeps activations O(1) through deep stacks
+                p.copy_(noise / fan_in ** 0.5 if p.dim() > 1 else 0.1 * noise)
+    return model
+
+
+def _small(**kwargs) -> SwinTransformer:
+    kwargs.setdefault('drop_path_rate', 0.0)
+    return SwinTransformer(arch=SMALL, **kwargs).eval()
+
+
+def _mmdet(**kwargs):
+    from mmdet.models.backbones import SwinTransformer as MMDetSwin
+    arch = kwargs.pop('arch', SMALL)
+    kwargs.setdefault('drop_path_rate', 0.0)
+    model = MMDetSwin(**arch, **kwargs)
+    model.eval()  # mmdet's train() returns None
+    return model
+
+
+def _max_diff(a, b) -> float:
+    assert len(a) == len(b)
+    return max((x - y).abs().max().item() for x, y in zip(a, b))
+
+
+def _save(obj, path) -> str:
+    torch.save(obj, path)
+    return str(path)
+
+
+def _load(model: SwinTransformer, checkpoint, **cfg) -> SwinTransformer:
+    model.init_cfg = dict(type='Pretrained', checkpoint=checkpoint, **cfg)
+    model.init_weights()
+    return model
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Output contract
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('arch', list(SWIN_ARCHS))
+def test_arch_presets_contract_and_size(arch):
+    model = SwinTransformer(arch).eval()
+    c = SWIN_ARCHS[arch]['embed_dims']
+    assert model.out_channels == (c, 2 * c, 4 * c, 8 * c)
+    assert model.out_strides == (4, 8, 16, 32)
+    assert [f['num_chs'] for f in model.feature_info] == list(model.out_channels)
+    assert [f['reduction'] for f in model.feature_info] == [4, 8, 16, 32]
+    # ImageNet parameter counts of the paper (classifier head 8C x 1000 included), to the rounding of the table.
+    head = 8 * c * 1000 + 1000
+    out_norms = 2 * (c + 2 * c + 4 * c)  # norm0..2 are not in the classifier
+    expected = {'tiny': 28e6, 'small': 50e6, 'base': 88e6, 'large': 197e6}[arch]
+    n = sum(p.numel() for p in model.parameters()) - out_norms + head
+    assert abs(n - expected) < 0.5e6, n
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 32, 40))
+    assert [tuple(o.shape) for o in outs] == [(1, c, 8, 10), (1, 2 * c, 4, 5), (1, 4 * c, 2, 3), (1, 8 * c, 1, 2)]
+
+
+@pytest.mark.parametrize('size', [(224, 224), (193, 251), (97, 131), (31, 45), (5, 7), (1, 1)])
+def test_any_input_size(size):
+    model = _small()
+    with torch.no_grad():
+        outs = model(torch.randn(2, 3, *size))
+    h, w = size
+    for i, out in enumerate(outs):
+        s = 4 * 2 ** i
+        assert tuple(out.shape) == (2, 32 * 2 ** i, math.ceil(h / s), math.ceil(w / s))
+        assert out.is_contiguous() and torch.isfinite(out).all()
+
+
+def test_out_indices_and_tiny_shapes_at_224():
+    model = SwinTransformer('tiny', out_indices=(1, 3)).eval()
+    with torch.no_grad():
+        outs = model(torch.randn(1, 3, 224, 224))
+    assert [tuple(o.shape) for o in outs] == [(1, 192, 28, 28), (1, 768, 7, 7)]
+    assert model.out_channels == (192, 768) and model.out_strides == (8, 32)
+    assert not hasattr(model, 'norm0') and not hasattr(model, 'norm2')
+
+
+def test_window_token_index_matches_pad_roll_partition():
+    for (h, w), shift in [((13, 22), 3), ((14, 14), 0), ((3, 5), 3), ((7, 7), 3)]:
+        x = torch.randn(2, h, w, 4)
+        gather, scatter, pad = window_token_index(h, w, 7, shift)
+        hp, wp = -(-h // 7) * 7, -(-w // 7) * 7
+        ref = torch.roll(F.pad(x, (0, 0, 0, wp - w, 0, hp - h)), (-shift, -shift), (1, 2))
+        ref = window_partition(ref, 7).view(2, -1, 4)
+        got = x.view(2, h * w, 4)[:, gather]
+        got[:, pad] = 0
+        assert torch.equal(got, ref)
+        assert torch.equal(got[:, scatter], x.view(2, h * w, 4))
+        back = window_reverse(ref.view(-1, 49, 4), 7, hp, wp)
+        assert torch.equal(torch.roll(back, (shift, shift), (1, 2))[:, :h, :w], x)
+
+
+def test_caches_are_not_in_the_state_dict():
+    model = _small()
+    keys = set(model.state_dict())
+    with torch.no_grad():
+        model(torch.randn(1, 3, 64, 64))
+        model(torch.randn(1, 3, 50, 70))
+    assert set(model.state_dict()) == keys
+    assert not any('relative_position_index' in k or 'mask' in k for k in keys)
+    assert len(model.stages[0]._plans) == 4  # two sizes x (shifted, regular)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Parity with mmdet 3.3 and timm on the same weights
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def mmdet_pair():
+    ref = _randomize_(_mmdet(window_size=7))
+    ours = _small()
+    ours.load_state_dict(convert_swin_state_dict(ref.state_dict()), strict=True)
+    return ref, ours
+
+
+@pytest.mark.parametrize('size', [(224, 224), (193, 251), (97, 131), (200, 334), (5, 7)])
+def test_parity_with_mmdet(mmdet_pair, size):
+    ref, ours = mmdet_pair
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        assert _max_diff(ours(x), ref(x)) < ATOL
+
+
+def test_parity_with_mmdet_tiny_arch_through_detector_checkpoint(tmp_path):
+    ref = _randomize_(_mmdet(arch=dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))), seed=1)
+    state = {f'backbone.{k}': v for k, v in ref.state_dict().items()}
+    state['neck.lateral_convs.0.conv.weight'] = torch.zeros(1)
+    path = _save(dict(state_dict=state, meta=dict(epoch=12)), tmp_path / 'mask-rcnn.pth')
+    ours = _load(SwinTransformer('tiny', drop_path_rate=0.0), path).eval()
+    x = torch.randn(1, 3, 200, 250)
+    with torch.no_grad():
+        assert _max_diff(ours(x), ref(x)) < ATOL
+
+
+def test_parity_with_timm_when_every_map_exceeds_the_window():
+    timm = pytest.importorskip('timm')
+    ref = _randomize_(timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, img_size=448,
+                                        embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8)), seed=2).eval()
+    ours = _load(_small(), ref.state_dict())  # timm layout, classifier head included
+    x = torch.randn(1, 3, 448, 448)
+    with torch.no_grad():
+        feats = ref.forward_intermediates(x, intermediates_only=True)  # NCHW, no norm
+        final = ref.forward_features(x).permute(0, 3, 1, 2)  # timm's final norm on the last stage
+        outs = ours(x)
+    # norm0..2 are not in ImageNet checkpoints (identity LayerNorms); timm's final norm fills norm3.
+    for i in range(3):
+        expected = F.layer_norm(feats[i].permute(0, 2, 3, 1), (feats[i].shape[1],)).permute(0, 3, 1, 2)
+        assert (outs[i] - expected).abs().max() < ATOL
+    assert (outs[3] - final).abs().max() < ATOL
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Checkpoint layouts
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.fixture(scope='module')
+def layouts(tmp_path_factory):
+    """The same weights in every layout, each generated from a real reference where one exists.
+
+    timm model state dict -> timm layout; official = timm with the documented renames (merging at the end of stage
+    i, ``head.``) plus its derived buffers; mmdet layout = mmdet's own ``swin_converter`` of the official file loaded
+    into mmdet's model (its state dict, output norms randomised), saved as a detector checkpoint; mmseg = the same
+    weights through mmseg's model; mmpretrain = stages naming with the final norm as norm3 and a head; mmswin = our
+    converter tool's output of the official file.
+    """
+    timm = pytest.importorskip('timm')
+    from mmdet.models.backbones.swin import swin_converter
+    from mmseg.models.backbones import SwinTransformer as MMSegSwin
+
+    tmp = tmp_path_factory.mktemp('layouts')
+    ref = _randomize_(timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, embed_dim=32,
+                                        depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8)), seed=3)
+    timm_sd = ref.state_dict()
+    official = {}
+    for k, v in timm_sd.items():
+        k = k.replace('head.fc.', 'head.')
+        parts = k.split('.')
+        if k.startswith('layers.') and parts[2] == 'downsample':
+            parts[1] = str(int(parts[1]) - 1)
+        official['.'.join(parts)] = v
+    for k, v in ref.named_buffers():  # relative_position_index, attn_mask: saved by the official code
+        official[k] = v
+    assert any(k.endswith('attn_mask') for k in official) and 'layers.0.downsample.reduction.weight' in official
+
+    mmdet_model = _mmdet(window_size=7)
+    converted = {k[len('backbone.'):]: v for k, v in swin_converter(official).items()}
+    missing, unexpected = mmdet_model.load_state_dict(converted, strict=False)
+    assert sorted(missing) == [f'norm{i}.{p}' for i in range(4) for p in ('bias', 'weight')]
+    assert all(k.startswith('norm.') or k.endswith('attn_mask') for k in unexpected)
+    with torch.no_grad():
+        for i in range(4):
+            getattr(mmdet_model, f'norm{i}').weight.normal_(1, 0.2)
+            getattr(mmdet_model, f'norm{i}').bias.normal_(0, 0.2)
+    mmdet_sd = mmdet_model.state_dict()
+    mmseg_model = MMSegSwin(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))
+    mmseg_model.load_state_dict(mmdet_sd, strict=True)  # same names: mmseg 1.x carries the same backbone
+    mmpretrain = {k: v for k, v in mmdet_sd.items() if not k.startswith('norm')}
+    mmpretrain.update({'norm3.weight': timm_sd['norm.weight'], 'norm3.bias': timm_sd['norm.bias'],
+                       'head.fc.weight': timm_sd['head.fc.weight'], 'head.fc.bias': timm_sd['head.fc.bias']})
+
+    files = {
+        'official': _save(dict(model=official), tmp / 'swin_official.pth'),
+        'timm': _save(timm_sd, tmp / 'swin_timm.pth'),
+        'mmdet': _save(dict(state_dict={f'backbone.{k}': v for k, v in mmdet_sd.items()}), tmp / 'mmdet.pth'),
+        'mmseg': _save(dict(state_dict={f'backbone.{k}': v for k, v in mmseg_model.state_dict().items()},
+                            meta=dict(iter=160000)), tmp / 'mmseg.pth'),
+        'mmpretrain': _save(dict(state_dict={f'{"head" if k.startswith("head") else "backbone"}.'
+                                             f'{k[5:] if k.startswith("head") else k}': v
+                                             for k, v in mmpretrain.items()}), tmp / 'mmpretrain.pth'),
+    }
+    files['mmswin'] = str(tmp / 'swin_mmswin.pth')
+    subprocess.run([sys.executable, os.path.join(REPO, 'tools', 'model_converters', 'swin2mmswin.py'),
+                    files['official'], files['mmswin']], check=True, capture_output=True, cwd=REPO)
+    return dict(files=files, timm=ref.eval(), mmdet=mmdet_model)
+
+
+@pytest.mark.parametrize('layout,detected', [('official', 'official'), ('timm', 'timm'), ('mmdet', 'mmdet'),
+                                             ('mmseg', 'mmdet'), ('mmpretrain', 'mmpretrain'),
+                                             ('mmswin', 'mmpretrain')])
+def test_every_layout_loads_strictly_to_the_same_weights(layouts, layout, detected):
+    from mmswin.models.checkpoint import read_state_dict
+
+    path = layouts['files'][layout]
+    assert detect_swin_layout(read_state_dict(path)) == detected
+    ours = _load(_small(), path).state_dict()
+    reference = _load(_small(), layouts['files']['official']).state_dict()
+    mmdet_sd = layouts['mmdet'].state_dict()
+    for key, value in ours.items():
+        if key.startswith('norm') and layout in ('mmdet', 'mmseg'):
+            assert torch.equal(value, mmdet_sd[key]), key  # the detector's own output norms
+        else:  # ImageNet layouts: norm0..2 identity, norm3 = the final norm
+            assert torch.equal(value, reference[key]), key
+            assert torch.equal(value, mmdet_sd[key]) or key.startswith('norm'), key
+    if layout not in ('mmdet', 'mmseg'):
+        assert torch.equal(ours['norm0.weight'], torch.ones(32)) and not torch.equal(ours['norm3.weight'],
+                                                                                   torch.ones(256))
+
+
+def test_official_layout_gives_mmdet_outputs(layouts):
+    ours = _load(_small(), layouts['files']['mmdet'])
+    x = torch.randn(1, 3, 97, 131)
+    with torch.no_grad():
+        assert _max_diff(ours(x), layouts['mmdet'](x)) < ATOL
+
+
+def test_merging_order_round_trip():
+    w = torch.randn(8, 16)
+    assert torch.equal(unfold_to_official_order(official_to_unfold_order(w)), w)
+    v = torch.randn(16)
+    assert torch.equal(unfold_to_official_order(official_to_unfold_order(v)), v)
+    # Unfold order: channel-major over (0,0),(0,1),(1,0),(1,1); official: [x(0,0) | x(1,0) | x(0,1) | x(1,1)].
+    c = 4
+    official = torch.arange(4 * c).float()  # position-major: position p, channel k -> p * c + k
+    unfold = official_to_unfold_order(official)
+    assert unfold[0 * 4 + 1].item() == 2 * c + 0  # channel 0 at Unfold position (0,1) = official x2
+    assert unfold[3 * 4 + 2].item() == 1 * c + 3  # channel 3 at (1,0) = official x1
+
+
+def test_window12_checkpoint_into_window7(tmp_path):
+    src = _randomize_(_mmdet(window_size=12), seed=4)
+    state = {f'backbone.{k}': v for k, v in src.state_dict().items() if 'relative_position_index' not in k}
+    path = _save(dict(state_dict=state), tmp_path / 'w12.pth')
+    ours = _load(_small(window_size=7), path)
+    # mmdet's own loader resizes the same way (bicubic over the (2w-1, 2w-1) grid)
+    from mmengine.config import ConfigDict
+    ref = _mmdet(window_size=7, init_cfg=ConfigDict(type='Pretrained', checkpoint=path))
+    ref.init_weights()
+    for key, value in ours.state_dict().items():
+        assert torch.allclose(value, ref.state_dict()[key], atol=1e-6), key
+    table = src.stages[0].blocks[0].attn.w_msa.relative_position_bias_table
+    resized = ours.stages[0].blocks[0].attn.w_msa.relative_position_bias_table
+    assert resized.shape == (169, 1)
+    assert torch.allclose(resized, resize_relative_position_bias_table(table, 7))
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        assert _max_diff(ours(x), ref(x)) < ATOL
+
+
+def test_checkpoint_errors(tmp_path, layouts):
+    text = tmp_path / 'notes.pth'
+    text.write_text('not a checkpoint')
+    # TODO(lead): safe_torch_load reports a text file as an unsafe pickle; ValueError would be clearer.
+    with pytest.raises((ValueError, UnsafeCheckpointError), match='notes.pth'):
+        _load(_small(), str(text))
+    resnet = {'conv1.weight': torch.zeros(64, 3, 7, 7), 'layer1.0.conv1.weight': torch.zeros(64, 64, 3, 3)}
+    with pytest.raises(ValueError, match='not of a Swin Transformer'):
+        _load(_small(), _save(dict(state_dict=resnet), tmp_path / 'resnet.pth'))
+
+    from mmswin.models.checkpoint import read_state_dict
+    full = read_state_dict(layouts['files']['mmdet'])
+    partial = {k: v for k, v in full.items() if k != 'stages.1.blocks.0.ffn.layers.1.weight'}
+    partial['neck.extra'] = torch.zeros(1)
+    with pytest.raises(CheckpointMismatchError) as err:
+        _load(_small(), partial)
+    assert 'stages.1.blocks.0.ffn.layers.1.weight' in str(err.value) and 'neck.extra' in str(err.value)
+    # a checkpoint of another arch: every surplus block and mis-shaped tensor is named
+    with pytest.raises(CheckpointMismatchError) as err:
+        _load(SwinTransformer(arch=dict(embed_dims=32, depths=(2, 2, 4, 2), num_heads=(1, 2, 4, 8))), full)
+    assert 'stages.2.blocks.3.norm1.weight' in str(err.value)
+    with pytest.raises(CheckpointMismatchError, match='wrong shape'):
+        _load(SwinTransformer(arch=dict(embed_dims=64, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))), full)
+    # strict=False loads the fitting keys
+    model = _load(_small(), partial, strict=False)
+    assert torch.equal(model.state_dict()['stages.0.blocks.0.norm1.weight'], full['stages.0.blocks.0.norm1.weight'])
+
+
+def test_registry_and_config_build(tmp_path, layouts):
+    from mmdet.registry import MODELS as MMDET_MODELS
+
+    model = MODELS.build(dict(type='SwinTransformer', arch=SMALL, drop_path_rate=0.0,
+                              init_cfg=dict(type='Pretrained', checkpoint=layouts['files']['timm'])))
+    model.init_weights()
+    assert isinstance(model, SwinTransformer)
+    via_mmdet = MMDET_MODELS.build(dict(type='mmswin.SwinTransformer', arch='tiny'))
+    assert isinstance(via_mmdet, SwinTransformer)
+    with pytest.raises(ValueError, match='tiny, small, base, large'):
+        MODELS.build(dict(type='SwinTransformer', arch='huge'))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Options
+# ---------------------------------------------------------------------------------------------------------------
+@pytest.mark.parametrize('frozen_stages', [-1, 0, 1, 2, 3, 4])
+def test_frozen_stages_as_mmdet(frozen_stages):
+    ours = _small(frozen_stages=frozen_stages, use_abs_pos_embed=True)
+    ref = _mmdet(frozen_stages=frozen_stages, use_abs_pos_embed=True)
+    ref.train()
+    frozen = {n for n, p in ours.named_parameters() if not p.requires_grad}
+    assert frozen == {n for n, p in ref.named_parameters() if not p.requires_grad}
+    expected = set()
+    if frozen_stages >= 0:
+        expected |= {n for n, _ in ours.named_parameters() if n.startswith(('patch_embed.', 'absolute_pos_embed'))}
+    for i in range(max(frozen_stages, 0)):
+        expected |= {n for n, _ in ours.named_parameters() if n.startswith((f'stages.{i}.', f'norm{i}.'))}
+    assert frozen == expected
+    ours.train()
+    for name, module in ours.named_modules():
+        is_frozen = any(p.requires_grad is False for p in module.parameters(recurse=False))
+        if is_frozen and name:  # the root holds absolute_pos_embed and stays in training mode
+            assert not module.training, name
+    assert ours.stages[3].training == (frozen_stages < 4)
+    if frozen_stages < 4:
+        sum(o.mean() for o in ours(torch.randn(1, 3, 64, 64))).backward()
+        assert all(p.grad is None for n, p in ours.named_parameters() if n in frozen)
+        assert all(p.grad is not None for n, p in ours.named_parameters() if n not in frozen)
+
+
+def test_with_cp_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    plain = _randomize_(_small(with_cp=False)).train()
+    ckpt = copy.deepcopy(plain)
+    for stage in ckpt.stages:
+        for block in stage.blocks:
+            block.with_cp = True
+    x = torch.randn(2, 3, 61, 75)
+    out_a, out_b = plain(x), ckpt(x)
+    assert _max_diff(out_a, out_b) == 0
+    sum((o * o).mean() for o in out_a).backward()
+    sum((o * o).mean() for o in out_b).backward()
+    for (name, a), b in zip(plain.named_parameters(), ckpt.parameters()):
+        assert torch.allclose(a.grad, b.grad, atol=1e-6, rtol=1e-5), name
+
+
+def test_every_parameter_gets_a_gradient():
+    model = _small(drop_path_rate=0.2, drop_rate=0.1, attn_drop_rate=0.1, use_abs_pos_embed=True).train()
+    sum(o.mean() for o in model(torch.randn(2, 3, 70, 90))).backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize('kwargs,match', [
+    (dict(arch='huge'), 'tiny, small, base, large'),
+    (dict(arch=dict(embed_dims=32, depths=(2, 2))), 'embed_dims, depths, num_heads'),
+    (dict(arch=dict(embed_dims=30, depths=(2, 2, 2, 2), num_heads=(4, 2, 4, 8))), 'num_heads'),
+    (dict(out_indices=(4,)), 'out_indices'),
+    (dict(out_indices=(2, 1)), 'out_indices'),
+    (dict(frozen_stages=5), 'frozen_stages'),
+    (dict(frozen_stages=-2), 'frozen_stages'),
+    (dict(window_size=0), 'window_size'),
+    (dict(drop_path_rate=1.5), 'drop_path_rate'),
+    (dict(pretrain_img_size=(224, 224, 3)), 'pretrain_img_size'),
+    (dict(init_cfg=dict(type='Pretrained', path='x.pth')), 'init_cfg'),
+])
+def test_invalid_arguments(kwargs, match):
+    kwargs.setdefault('arch', SMALL)
+    with pytest.raises(ValueError, match=match):
+        SwinTransformer(**kwargs)
+
+
+def test_abs_pos_embed_resized_to_the_input(tmp_path):
+    ref = _randomize_(_mmdet(use_abs_pos_embed=True, pretrain_img_size=224), seed=5)
+    path = _save(dict(state_dict={f'backbone.{k}': v for k, v in ref.state_dict().items()}), tmp_path / 'abs.pth')
+    ours = _load(_small(use_abs_pos_embed=True, pretrain_img_size=224), path)
+    x = torch.randn(1, 3, 224, 224)
+    with torch.no_grad():
+        assert _max_diff(ours(x), ref(x)) < ATOL  # at the pretraining size mmdet works
+    grid = ours.absolute_pos_embed.detach().view(1, 56, 56, 32).permute(0, 3, 1, 2)
+    expected = F.interpolate(grid, size=(40, 72), mode='bicubic', align_corners=False).flatten(2).transpose(1, 2)
+    assert torch.allclose(ours._abs_pos_embed((40, 72)), expected)
+    ours.train()
+    outs = ours(torch.randn(1, 3, 160, 288))  # another size: mmdet fails here, we resize
+    sum(o.mean() for o in outs).backward()
+    assert ours.absolute_pos_embed.grad.abs().sum() > 0
+    # a checkpoint made for another pretraining size is resized at load time
+    other = _load(_small(use_abs_pos_embed=True, pretrain_img_size=192), path)
+    assert other.absolute_pos_embed.shape == (1, 48 * 48, 32)
+
+
+def test_bf16_autocast_forward_backward():
+    model = _randomize_(_small()).train()
+    x = torch.randn(1, 3, 97, 131)
+    reference = model(x)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        outs = model(x)
+    for out, ref in zip(outs, reference):
+        assert out.dtype == torch.bfloat16 and torch.isfinite(out).all()
+        assert (out.float() - ref).abs().mean() < 0.05 * ref.abs().mean()
+    sum(o.float().mean() for o in outs).backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_fp16_autocast_forward_if_the_cpu_supports_it():
+    model = _randomize_(_small()).eval()
+    x = torch.randn(1, 3, 64, 80)
+    try:
+        with torch.no_grad(), torch.autocast('cpu', dtype=torch.float16):
+            outs = model(x)
+    except RuntimeError as err:  # CPU kernels without half support
+        pytest.skip(f'float16 autocast on CPU not supported here: {err}')
+    with torch.no_grad():
+        reference = model(x)
+    for out, ref in zip(outs, reference):
+        assert torch.isfinite(out).all()
+        assert (out.float() - ref).abs().mean() < 0.05 * ref.abs().mean()
