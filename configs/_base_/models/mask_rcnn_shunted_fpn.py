@@ -18,6 +18,5 @@ model = dict(
         norm_eval=True,
         out_indices=(0, 1, 2, 3),
         frozen_stages=-1,
-        with_cp=False,
-        init_cfg=None),
+        with_cp=False),
     neck=dict(in_channels=[64, 128, 256, 512]))

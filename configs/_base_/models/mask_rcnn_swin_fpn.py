@@ -21,6 +21,5 @@ model = dict(
         use_abs_pos_embed=False,
         out_indices=(0, 1, 2, 3),
         frozen_stages=-1,
-        with_cp=False,
-        init_cfg=None),
+        with_cp=False),
     neck=dict(in_channels=[96, 192, 384, 768]))

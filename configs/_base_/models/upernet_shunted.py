@@ -16,7 +16,6 @@ model = dict(
         norm_eval=True,  # our choice: stem BatchNorm statistics frozen at 2 images per GPU
         out_indices=(0, 1, 2, 3),
         frozen_stages=-1,
-        with_cp=False,
-        init_cfg=None),
+        with_cp=False),
     decode_head=dict(in_channels=[64, 128, 256, 512], num_classes=150),
     auxiliary_head=dict(in_channels=256, num_classes=150))

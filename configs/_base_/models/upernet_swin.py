@@ -21,7 +21,6 @@ model = dict(
         use_abs_pos_embed=False,
         out_indices=(0, 1, 2, 3),
         frozen_stages=-1,
-        with_cp=False,
-        init_cfg=None),
+        with_cp=False),
     decode_head=dict(in_channels=[96, 192, 384, 768], num_classes=150),
     auxiliary_head=dict(in_channels=384, num_classes=150))

@@ -1,0 +1,444 @@
+"""tools/: train / test / infer on tiny synthetic data sets, distributed training on CPU (gloo) through
+tools/dist_train.sh, the missing-data and missing-pretrained messages, get_flops and benchmark_model."""
+from __future__ import annotations
+
+import json
+import os
+import os.path as osp
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip('mmdet')
+pytest.importorskip('mmseg')
+
+from mmengine.config import Config  # noqa: E402
+
+REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
+TOOLS = osp.join(REPO, 'tools')
+
+
+
+def _load_tool(path: str, name: str):
+    """Import a script of tools/ under a unique module name (tools/test.py would clash with the stdlib `test`)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, osp.join(TOOLS, path))
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+get_flops = _load_tool('analysis/get_flops.py', 'get_flops')
+benchmark_model = _load_tool('analysis/benchmark_model.py', 'mmswin_tool_benchmark_model')
+infer = _load_tool('infer.py', 'mmswin_tool_infer')
+test_tool = _load_tool('test.py', 'mmswin_tool_test')
+train_tool = _load_tool('train.py', 'mmswin_tool_train')
+
+SIZE = 64
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tiny synthetic data sets in the real layouts.
+
+def _image(rng: np.random.Generator) -> np.ndarray:
+    return rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
+
+
+def write_coco(root: str, num_images: int = 4) -> str:
+    """COCO layout under root/coco: 64x64 images with two rectangular instances each (person, car)."""
+    import mmcv
+    rng = np.random.default_rng(0)
+    coco = osp.join(root, 'coco')
+    os.makedirs(osp.join(coco, 'annotations'), exist_ok=True)
+    for split in ('train2017', 'val2017'):
+        os.makedirs(osp.join(coco, split), exist_ok=True)
+        images, anns = [], []
+        for i in range(1, num_images + 1):
+            name = f'{i:012d}.jpg'
+            mmcv.imwrite(_image(rng), osp.join(coco, split, name))
+            images.append(dict(id=i, file_name=name, width=SIZE, height=SIZE))
+            for k, (x, y, w, h) in enumerate([(4, 6, 30, 40), (36, 20, 24, 30)]):
+                anns.append(dict(id=len(anns) + 1, image_id=i, category_id=(1, 3)[k], iscrowd=0, area=w * h,
+                                 bbox=[x, y, w, h], segmentation=[[x, y, x + w, y, x + w, y + h, x, y + h]]))
+        with open(osp.join(coco, 'annotations', f'instances_{split}.json'), 'w') as f:
+            json.dump(dict(images=images, annotations=anns,
+                           categories=[dict(id=1, name='person'), dict(id=3, name='car')]), f)
+    return coco
+
+
+def write_ade(root: str, num_images: int = 2) -> str:
+    """ADE20K layout under root/ade/ADEChallengeData2016: 64x64 images, label PNGs with values 0..150."""
+    import mmcv
+    rng = np.random.default_rng(1)
+    ade = osp.join(root, 'ade', 'ADEChallengeData2016')
+    for split in ('training', 'validation'):
+        os.makedirs(osp.join(ade, 'images', split), exist_ok=True)
+        os.makedirs(osp.join(ade, 'annotations', split), exist_ok=True)
+        for i in range(num_images):
+            mmcv.imwrite(_image(rng), osp.join(ade, 'images', split, f'ADE_{split}_{i:08d}.jpg'))
+            label = np.zeros((SIZE, SIZE), np.uint8)
+            label[:32] = 1 + i
+            label[32:, :40] = 13
+            label[32:, 40:] = 150
+            mmcv.imwrite(label, osp.join(ade, 'annotations', split, f'ADE_{split}_{i:08d}.png'))
+    return ade
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('data'))
+    write_coco(root)
+    write_ade(root)
+    return root
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Tiny configs: real configs, shrunk backbone, 64x64 pipelines, synthetic data.
+
+TINY_SWIN = 'dict(embed_dims=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8))'
+
+
+def tiny_det_config(path: str, data_root: str, extra: str = '') -> str:
+    text = f"""_base_ = {osp.join(REPO, 'configs', 'mask_rcnn_swin_t_fpn_1x_coco.py')!r}
+data_root = {data_root + '/'!r}
+model = dict(
+    backbone=dict(arch={TINY_SWIN}, init_cfg=None),
+    neck=dict(in_channels=[32, 64, 128, 256]),
+    train_cfg=dict(rpn=dict(sampler=dict(num=32)), rpn_proposal=dict(nms_pre=200, max_per_img=50),
+                   rcnn=dict(sampler=dict(num=16))),
+    test_cfg=dict(rpn=dict(nms_pre=200, max_per_img=50), rcnn=dict(max_per_img=10)))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='Resize', scale=({SIZE}, {SIZE}), keep_ratio=True),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PackDetInputs'),
+]
+train_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=({SIZE}, {SIZE}), keep_ratio=True),
+    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
+    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
+]
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
+test_evaluator = val_evaluator
+default_hooks = dict(logger=dict(interval=1))
+{extra}
+"""
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+def tiny_seg_config(path: str, data_root: str, extra: str = '') -> str:
+    text = f"""_base_ = {osp.join(REPO, 'configs', 'upernet_swin_t_ade20k.py')!r}
+data_root = {data_root!r}
+model = dict(
+    data_preprocessor=dict(size=({SIZE}, {SIZE})),
+    backbone=dict(arch={TINY_SWIN}, init_cfg=None),
+    decode_head=dict(in_channels=[32, 64, 128, 256], channels=32),
+    auxiliary_head=dict(in_channels=128, channels=16))
+train_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='RandomResize', scale=({SIZE}, {SIZE}), ratio_range=(1.0, 1.5), keep_ratio=True),
+    dict(type='RandomCrop', crop_size=({SIZE}, {SIZE}), cat_max_ratio=0.75),
+    dict(type='RandomFlip', prob=0.5),
+    dict(type='PhotoMetricDistortion'),
+    dict(type='PackSegInputs'),
+]
+test_pipeline = [
+    dict(type='LoadImageFromFile'),
+    dict(type='Resize', scale=({SIZE}, {SIZE}), keep_ratio=True),
+    dict(type='LoadAnnotations', reduce_zero_label=True),
+    dict(type='PackSegInputs'),
+]
+train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
+                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
+val_dataloader = dict(num_workers=0, persistent_workers=False,
+                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
+test_dataloader = val_dataloader
+train_cfg = dict(max_iters=2, val_interval=2)
+default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))
+{extra}
+"""
+    with open(path, 'w') as f:
+        f.write(text)
+    return path
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Messages instead of tracebacks.
+
+def _run(args: list[str], cwd: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    full_env = dict(os.environ, **(env or {}))
+    full_env['PYTHONPATH'] = os.pathsep.join(filter(None, [REPO, (env or {}).get('PYTHONPATH')]))
+    return subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_train_missing_coco_message(tmp_path):
+    """The real command, run where there is no data/: a short message and exit status 1, no traceback."""
+    proc = _run([sys.executable, osp.join(TOOLS, 'train.py'),
+                 osp.join(REPO, 'configs/mask_rcnn_swin_t_fpn_1x_coco.py')], cwd=str(tmp_path))
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert 'Traceback' not in proc.stderr, proc.stderr[-3000:]
+    assert 'Data set not found' in proc.stderr
+    assert 'data/coco/annotations/instances_train2017.json' in proc.stderr
+    assert 'https://cocodataset.org/#download' in proc.stderr
+
+
+def test_train_missing_ade_message(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as err:
+        train_tool.main([osp.join(REPO, 'configs/upernet_swin_t_ade20k.py')])
+    msg = str(err.value)
+    assert 'data/ade/ADEChallengeData2016' in msg and 'ADEChallengeData2016.zip' in msg
+    assert 'images/training' in msg and 'annotations/validation' in msg
+
+
+def test_test_missing_data_message(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ckpt = tmp_path / 'model.pth'
+    torch.save({'state_dict': {}}, ckpt)
+    with pytest.raises(SystemExit) as err:
+        test_tool.main([osp.join(REPO, 'configs/mask_rcnn_shunted_t_fpn_1x_coco.py'), str(ckpt)])
+    assert 'data/coco/' in str(err.value)
+    assert 'instances_train2017' not in str(err.value)  # testing needs only the test split
+
+
+def test_train_missing_pretrained_message(tmp_path, monkeypatch, data_dir):
+    monkeypatch.chdir(tmp_path)
+    root = osp.join(data_dir, 'coco') + '/'
+    with pytest.raises(SystemExit) as err:
+        train_tool.main([osp.join(REPO, 'configs/mask_rcnn_swin_s_fpn_1x_coco.py'), '--cfg-options',
+                         f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}'])
+    msg = str(err.value)
+    assert 'checkpoints/swin_small_patch4_window7_224.pth' in msg
+    assert ('wget -O checkpoints/swin_small_patch4_window7_224.pth https://github.com/SwinTransformer/storage/'
+            'releases/download/v1.0.0/swin_small_patch4_window7_224.pth') in msg
+    assert '--cfg-options model.backbone.init_cfg=None' in msg
+
+
+def test_data_check_unit(tmp_path):
+    from mmswin.runtime_checks import find_missing_data
+    cfg = Config(dict(train_dataloader=dict(dataset=dict(
+        type='RepeatDataset', times=2,
+        dataset=dict(type='CocoDataset', data_root=str(tmp_path), ann_file='a.json',
+                     data_prefix=dict(img='imgs/'))))))
+    missing = find_missing_data(cfg, ('train',))
+    assert [m.key for m in missing] == ['train_dataloader.dataset.dataset.ann_file',
+                                        'train_dataloader.dataset.dataset.data_prefix.img']
+    (tmp_path / 'a.json').write_text('{}')
+    (tmp_path / 'imgs').mkdir()
+    assert find_missing_data(cfg, ('train',)) == []
+    with pytest.raises(ValueError, match='splits'):
+        find_missing_data(cfg, ('training',))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The real training pipelines of the configs, on synthetic data.
+
+@pytest.mark.parametrize('name', ['mask_rcnn_swin_t_fpn_1x_coco.py', 'mask_rcnn_shunted_s_fpn_3x_coco.py',
+                                  'upernet_shunted_b_ade20k.py'])
+def test_real_train_pipelines(data_dir, name):
+    from mmengine.registry import DATASETS, init_default_scope
+    cfg = Config.fromfile(osp.join(REPO, 'configs', name))
+    init_default_scope(cfg.default_scope)
+    ds_cfg = cfg.train_dataloader.dataset
+    if 'coco' in name:
+        ds_cfg.data_root = osp.join(data_dir, 'coco') + '/'
+    else:
+        ds_cfg.data_root = osp.join(data_dir, 'ade', 'ADEChallengeData2016')
+    dataset = DATASETS.build(ds_cfg)
+    assert len(dataset) > 0
+    for i in range(4):
+        item = dataset[i % len(dataset)]
+        h, w = item['inputs'].shape[-2:]
+        if name.endswith('1x_coco.py'):
+            assert (h, w) == (800, 800)  # 64x64 -> shorter side 800
+        elif name.endswith('3x_coco.py'):
+            assert 480 <= min(h, w) <= 800 and max(h, w) <= 1333, (h, w)
+        else:
+            assert h == w and 256 <= h <= 512, (h, w)  # 64x64 resized to 512 x 0.5..2, crop at most 512
+        if 'coco' in name:
+            assert len(item['data_samples'].gt_instances) >= 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Segmentation: train (2 iterations + validation), resume to 3, test with --out, infer.
+
+@pytest.mark.slow
+def test_seg_train_resume_test_infer(tmp_path, data_dir, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ade = osp.join(data_dir, 'ade', 'ADEChallengeData2016')
+    cfg_path = tiny_seg_config(str(tmp_path / 'seg_tiny.py'), ade)
+    work = str(tmp_path / 'work')
+    train_tool.main([cfg_path, '--work-dir', work])
+    assert osp.isfile(osp.join(work, 'iter_2.pth'))
+
+    # bare --resume: the latest checkpoint of the work dir; continues from iteration 2 to 3
+    train_tool.main([cfg_path, '--work-dir', work, '--resume', '--cfg-options', 'train_cfg.max_iters=3',
+                     'default_hooks.checkpoint.interval=1'])
+    from mmswin.utils.checkpoint_io import safe_torch_load
+    ckpt = safe_torch_load(osp.join(work, 'iter_3.pth'))
+    assert ckpt['meta']['iter'] == 3
+    assert len(ckpt['meta']['dataset_meta']['classes']) == 150
+
+    out_dir = str(tmp_path / 'pred_png')
+    test_tool.main([cfg_path, osp.join(work, 'iter_3.pth'), '--work-dir', str(tmp_path / 'test_work'),
+                    '--out', out_dir])
+    assert len([f for f in os.listdir(out_dir) if f.endswith('.png')]) == 2
+
+    records = infer.main([cfg_path, osp.join(work, 'iter_3.pth'), osp.join(ade, 'images', 'validation'),
+                          '--out-dir', str(tmp_path / 'infer'), '--device', 'cpu'])
+    assert len(records) == 2
+    import mmcv
+    for rec in records:
+        assert osp.getsize(rec['visualization']) > 0
+        name = osp.splitext(osp.basename(rec['image']))[0]
+        with open(osp.join(tmp_path, 'infer', 'preds', f'{name}.json')) as f:
+            js = json.load(f)
+        assert js['height'] == js['width'] == SIZE
+        assert sum(c['pixels'] for c in js['classes_present']) == SIZE * SIZE
+        label = mmcv.imread(js['label_map'], flag='unchanged')
+        assert label.shape == (SIZE, SIZE) and label.max() < 150
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Detection: two-process distributed training (gloo on CPU) through tools/dist_train.sh; both ranks end with
+# identical weights; then test and infer with the saved checkpoint.
+
+HASH_HOOK = '''
+import hashlib
+
+import torch.distributed as dist
+from mmengine.hooks import Hook
+from mmengine.registry import HOOKS
+
+
+@HOOKS.register_module()
+class ParamHashHook(Hook):
+    """Each rank writes a hash of its model state (parameters and buffers) after training."""
+
+    def __init__(self, out_dir):
+        self.out_dir = out_dir
+
+    def after_train(self, runner):
+        model = getattr(runner.model, 'module', runner.model)
+        h = hashlib.sha256()
+        for name, value in sorted(model.state_dict().items()):
+            h.update(name.encode())
+            h.update(value.detach().cpu().contiguous().numpy().tobytes())
+        with open(f'{self.out_dir}/rank{runner.rank}.txt', 'w') as f:
+            f.write(f'{runner.world_size} {runner.iter} {dist.get_backend()} {h.hexdigest()}')
+'''
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_dist_train_two_processes_then_test_and_infer(tmp_path, data_dir):
+    (tmp_path / 'hash_hook.py').write_text(HASH_HOOK)
+    extra = f"""custom_imports = dict(imports=['mmswin.models', 'hash_hook'], allow_failed_imports=False)
+custom_hooks = [dict(type='ParamHashHook', out_dir={str(tmp_path)!r})]
+train_cfg = dict(max_epochs=2, val_interval=10)
+"""
+    cfg_path = tiny_det_config(str(tmp_path / 'det_tiny.py'), osp.join(data_dir, 'coco'), extra)
+    work = str(tmp_path / 'work')
+    proc = _run(['bash', osp.join(TOOLS, 'dist_train.sh'), cfg_path, '2', '--work-dir', work],
+                cwd=str(tmp_path), env=dict(PYTHONPATH=str(tmp_path), PORT=str(_free_port()), PYTHON=sys.executable,
+                                            OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-5000:])
+    r0 = (tmp_path / 'rank0.txt').read_text().split()
+    r1 = (tmp_path / 'rank1.txt').read_text().split()
+    # 4 images / (2 ranks x 1 image) = 2 iterations per epoch, 2 epochs
+    assert r0[:3] == ['2', '4', 'gloo'] and r1[:3] == r0[:3]
+    assert r0[3] == r1[3], 'the two ranks ended with different weights'
+    ckpt = osp.join(work, 'epoch_2.pth')
+    assert osp.isfile(ckpt)
+
+    # single-process test (pickle of predictions, painted pictures) and infer on the saved checkpoint
+    no_hook = ['--cfg-options', "custom_imports.imports=['mmswin.models']", 'custom_hooks=[]']
+    out_pkl = str(tmp_path / 'preds.pkl')
+    show_dir = str(tmp_path / 'show')
+    test_tool.main([cfg_path, ckpt, '--work-dir', str(tmp_path / 'test_work'), '--out', out_pkl,
+                    '--show-dir', show_dir, *no_hook])
+    import pickle
+    with open(out_pkl, 'rb') as f:
+        preds = pickle.load(f)
+    assert len(preds) == 4 and 'pred_instances' in preds[0]
+
+    records = infer.main([cfg_path, ckpt, osp.join(data_dir, 'coco', 'val2017'), '--out-dir',
+                          str(tmp_path / 'infer'), '--device', 'cpu', '--score-thr', '0.0', *no_hook])
+    assert len(records) == 4
+    for rec in records:
+        assert osp.getsize(rec['visualization']) > 0
+        assert len(rec['instances']) <= 10
+        for inst in rec['instances']:
+            assert inst['class'] in ('person', 'car') and len(inst['bbox']) == 4
+            assert inst['mask']['size'] == [SIZE, SIZE]
+
+
+def test_shell_scripts_usage():
+    for script in ('dist_train.sh', 'dist_test.sh', 'slurm_train.sh', 'slurm_test.sh'):
+        path = osp.join(TOOLS, script)
+        assert os.access(path, os.X_OK), script
+        proc = subprocess.run(['bash', path], capture_output=True, text=True)
+        assert proc.returncode == 2 and 'usage' in proc.stderr, script
+
+
+def test_cpu_distributed_adaptation():
+    from mmswin.runtime_checks import adapt_distributed_to_cpu
+    cfg = Config(dict(launcher='pytorch', env_cfg=dict(dist_cfg=dict(backend='nccl')),
+                      model=dict(head=dict(norm_cfg=dict(type='SyncBN', requires_grad=True)))))
+    assert adapt_distributed_to_cpu(cfg, cuda_available=False)
+    assert cfg.env_cfg.dist_cfg.backend == 'gloo'
+    assert cfg.model_wrapper_cfg.device_ids is None
+    assert cfg.model.head.norm_cfg.type == 'BN'
+    cfg = Config(dict(launcher='pytorch', env_cfg=dict(dist_cfg=dict(backend='nccl'))))
+    assert not adapt_distributed_to_cpu(cfg, cuda_available=True) and cfg.env_cfg.dist_cfg.backend == 'nccl'
+    assert not adapt_distributed_to_cpu(Config(dict(launcher='none')), cuda_available=False)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Analysis tools.
+
+def test_sdpa_flop_handle():
+    class Attn(torch.nn.Module):
+        def forward(self, q, k, v):
+            return torch.nn.functional.scaled_dot_product_attention(q, k, v)
+
+    q = torch.randn(2, 3, 10, 8)
+    k = torch.randn(2, 3, 12, 8)
+    v = torch.randn(2, 3, 12, 5)
+    assert get_flops.count(Attn(), (q, k, v)) == 2 * 3 * 10 * 12 * 8 + 2 * 3 * 10 * 12 * 5
+
+
+def test_get_flops_and_benchmark(tmp_path, data_dir):
+    cfg_path = tiny_seg_config(str(tmp_path / 'seg_tiny.py'), osp.join(data_dir, 'ade', 'ADEChallengeData2016'))
+    (res,) = get_flops.main([cfg_path, '--shape', '64', '64', '--json', str(tmp_path / 'flops.json')])
+    assert 0 < res['backbone_params'] < res['params']
+    assert 0 < res['backbone_flops'] < res['flops']
+    with open(tmp_path / 'flops.json') as f:
+        assert json.load(f)[0]['flops'] == res['flops']
+    # 4x the pixels: between 3x and 5x the backbone FLOPs (windowed attention is close to linear)
+    (res2,) = get_flops.main([cfg_path, '--shape', '128', '128'])
+    assert 3 < res2['backbone_flops'] / res['backbone_flops'] < 5
+
+    bench = benchmark_model.main([cfg_path, '--shape', '64', '64', '--warmup', '1', '--iters', '2',
+                                  '--device', 'cpu'])
+    assert bench['iters'] == 2 and bench['mean_ms'] > 0 and bench['images_per_s'] > 0
