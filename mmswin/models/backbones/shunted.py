@@ -1,0 +1,563 @@
+"""Shunted Transformer (Ren et al., "Shunted Self-Attention via Multi-Scale Token Aggregation", CVPR 2022) as a
+dense-prediction backbone for mmdet / mmseg.
+
+The network computes the official release's function on the official weights: the module and parameter names are
+the released checkpoints' (``patch_embed1.conv.0.weight``, ``block3.5.attn.kv1.weight``, ``norm4.bias``), so an
+ImageNet file loads with nothing but its classifier ``head.*`` dropped, and the four pyramid levels are the outputs
+of the official per-stage norms ``norm1..norm4``. Differences from the official code are in speed only: both token
+aggregation branches and the last stage use ``F.scaled_dot_product_attention`` and the head split is done with views.
+
+Layout of this file: typed helpers -> attention -> MLP -> block -> embeddings -> model -> checkpoint conversion ->
+arch table.
+"""
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import torch.utils.checkpoint as cp
+from mmcv.cnn import build_norm_layer
+from mmengine.logging import print_log
+from mmengine.model import BaseModule
+from timm.layers import DropPath
+from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from mmswin.models.checkpoint import CheckpointMismatchError, load_state_dict_strict, read_state_dict
+from mmswin.registry import MODELS
+
+__all__ = ['ShuntedTransformer', 'ShuntedAttention', 'ShuntedMlp', 'ShuntedBlock', 'ShuntedStem', 'PatchEmbed',
+           'convert_shunted_checkpoint', 'infer_shunted_arch', 'SHUNTED_ARCHS']
+
+HW = tuple[int, int]
+
+MIN_INPUT_SIZE = 32  # the smallest input whose every aggregation branch keeps at least one token
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# typed helpers
+# ----------------------------------------------------------------------------------------------------------------
+def tokens_to_map(x: Tensor, hw: HW) -> Tensor:
+    """``(B, H*W, C)`` tokens -> ``(B, C, H, W)`` map, as a view (channels-last strides, no copy)."""
+    B, N, C = x.shape
+    return x.transpose(1, 2).view(B, C, hw[0], hw[1])  # B, C, H, W
+
+
+def map_to_tokens(x: Tensor) -> tuple[Tensor, HW]:
+    """``(B, C, H, W)`` map -> ``(B, H*W, C)`` tokens (a view when ``x`` has channels-last strides) and ``(H, W)``."""
+    B, C, H, W = x.shape
+    return x.flatten(2).transpose(1, 2), (H, W)  # B, H*W, C
+
+
+def split_heads(x: Tensor, heads: int) -> Tensor:
+    """``(B, N, heads*d)`` -> ``(B, heads, N, d)`` as a strided view; channel ``head*d + i`` is head ``head``."""
+    B, N, C = x.shape
+    return x.view(B, N, heads, C // heads).transpose(1, 2)  # B, heads, N, d
+
+
+def merge_heads(x: Tensor) -> Tensor:
+    """``(B, heads, N, d)`` -> ``(B, N, heads*d)``."""
+    B, h, N, d = x.shape
+    return x.transpose(1, 2).reshape(B, N, h * d)  # B, N, C
+
+
+def _official_init(m: nn.Module) -> None:
+    """The official initialisation: normal (std 0.02) linears, unit LayerNorms, He-normal (fan-out) convs.
+
+    The official code calls timm's ``trunc_normal_(w, std=.02)``, whose bounds are the default absolute +-2, i.e.
+    100 standard deviations: the distribution is a plain normal, drawn here without the slow ``erfinv`` pass.
+    """
+    if isinstance(m, nn.Linear):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.LayerNorm):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.Conv2d):
+        fan_out = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+        nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / fan_out))
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# attention
+# ----------------------------------------------------------------------------------------------------------------
+class ShuntedAttention(nn.Module):
+    """Shunted self-attention.
+
+    With ``sr_ratio > 1`` the keys and values come from two token aggregations of the input map -- strided convs
+    ``sr1`` (kernel = stride = ``sr_ratio``) and ``sr2`` (``sr_ratio // 2``), each followed by LayerNorm (eps 1e-5)
+    and GELU. Each branch's ``kv`` linear gives ``[k | v]`` of ``C/2`` channels, ``heads/2`` heads of ``d = C/heads``;
+    ``v`` is enhanced by a 3x3 depth-wise ``local_conv`` over its ``(C/2, H/r, W/r)`` map *before* attention. The
+    first ``heads/2`` query heads attend to branch 1, the others to branch 2.
+    With ``sr_ratio == 1`` a single ``kv`` linear serves all heads and ``local_conv(v)`` is added *after* attention.
+
+    Args:
+        dim: channels ``C``.
+        num_heads: heads; even when ``sr_ratio > 1``.
+        sr_ratio: spatial reduction of branch 1 (1, or an even number). Default: 1.
+        qkv_bias: bias of the ``q`` and ``kv`` linears. Default: True.
+        attn_drop: dropout on the attention probabilities. Default: 0.
+        proj_drop: dropout after ``proj``. Default: 0.
+    """
+
+    def __init__(self, dim: int, num_heads: int, sr_ratio: int = 1, qkv_bias: bool = True, attn_drop: float = 0.0,
+                 proj_drop: float = 0.0) -> None:
+        super().__init__()
+        self.dim = dim
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.sr_ratio = sr_ratio
+        self.attn_drop = attn_drop
+        self.q = nn.Linear(dim, dim, bias=qkv_bias)
+        if sr_ratio > 1:
+            self.act = nn.GELU()
+            self.sr1 = nn.Conv2d(dim, dim, kernel_size=sr_ratio, stride=sr_ratio)
+            self.norm1 = nn.LayerNorm(dim, eps=1e-5)
+            self.sr2 = nn.Conv2d(dim, dim, kernel_size=sr_ratio // 2, stride=sr_ratio // 2)
+            self.norm2 = nn.LayerNorm(dim, eps=1e-5)
+            self.kv1 = nn.Linear(dim, dim, bias=qkv_bias)
+            self.kv2 = nn.Linear(dim, dim, bias=qkv_bias)
+            self.local_conv1 = nn.Conv2d(dim // 2, dim // 2, 3, padding=1, groups=dim // 2)
+            self.local_conv2 = nn.Conv2d(dim // 2, dim // 2, 3, padding=1, groups=dim // 2)
+        else:
+            self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
+            self.local_conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def _aggregated_branch(self, q: Tensor, x_map: Tensor, sr: nn.Conv2d, norm: nn.LayerNorm, kv: nn.Linear,
+                           local_conv: nn.Conv2d) -> Tensor:
+        """One aggregation branch: ``q`` ``(B, heads/2, N, d)``, ``x_map`` ``(B, C, H, W)`` -> ``(B, N, heads/2, d)``."""
+        half = self.dim // 2
+        xb, hw_b = map_to_tokens(sr(x_map))  # B, Nb, C;  Hb = floor(H / r)
+        k, v = kv(self.act(norm(xb))).split(half, dim=-1)  # B, Nb, C/2 each
+        v = v + map_to_tokens(local_conv(tokens_to_map(v, hw_b)))[0]  # B, Nb, C/2
+        heads = self.num_heads // 2
+        out = F.scaled_dot_product_attention(  # B, heads/2, N, d
+            q, split_heads(k, heads), split_heads(v, heads), dropout_p=self.attn_drop if self.training else 0.0)
+        return out.transpose(1, 2)  # B, N, heads/2, d
+
+    def forward(self, x: Tensor, hw: HW) -> Tensor:
+        """``x``: ``(B, H*W, C)`` tokens of an ``hw = (H, W)`` map -> ``(B, H*W, C)``."""
+        B, N, C = x.shape
+        q = split_heads(self.q(x), self.num_heads)  # B, heads, N, d
+        if self.sr_ratio > 1:
+            x_map = tokens_to_map(x, hw)  # B, C, H, W
+            h2 = self.num_heads // 2
+            out1 = self._aggregated_branch(q[:, :h2], x_map, self.sr1, self.norm1, self.kv1, self.local_conv1)
+            out2 = self._aggregated_branch(q[:, h2:], x_map, self.sr2, self.norm2, self.kv2, self.local_conv2)
+            out = torch.cat([out1, out2], dim=2).view(B, N, C)  # B, N, heads, d -> B, N, C
+        else:
+            k, v = self.kv(x).split(C, dim=-1)  # B, N, C each
+            out = F.scaled_dot_product_attention(  # B, heads, N, d
+                q, split_heads(k, self.num_heads), split_heads(v, self.num_heads),
+                dropout_p=self.attn_drop if self.training else 0.0)
+            local = map_to_tokens(self.local_conv(tokens_to_map(v, hw)))[0]  # B, N, C
+            out = merge_heads(out) + local
+        return self.proj_drop(self.proj(out))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# MLP
+# ----------------------------------------------------------------------------------------------------------------
+class DWConv(nn.Module):
+    """3x3 depth-wise conv over a token map (kept as a module so the checkpoint key is ``mlp.dwconv.dwconv``)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.dwconv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+
+    def forward(self, x: Tensor, hw: HW) -> Tensor:
+        return map_to_tokens(self.dwconv(tokens_to_map(x, hw)))[0]  # B, N, C
+
+
+class ShuntedMlp(nn.Module):
+    """``fc1 -> GELU(y + dwconv(y)) -> fc2`` with dropout after the activation and after ``fc2``.
+
+    Args:
+        dim: input and output channels.
+        hidden_dim: channels of ``fc1``'s output.
+        drop: dropout rate. Default: 0.
+    """
+
+    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.dwconv = DWConv(hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+        self.drop = nn.Dropout(drop)
+
+    def forward(self, x: Tensor, hw: HW) -> Tensor:
+        y = self.fc1(x)  # B, N, hidden
+        y = self.drop(self.act(y + self.dwconv(y, hw)))  # the residual sits inside the activation
+        return self.drop(self.fc2(y))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# block
+# ----------------------------------------------------------------------------------------------------------------
+class ShuntedBlock(nn.Module):
+    """Pre-norm block: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``, LayerNorms with eps 1e-6, stochastic depth
+    on both branches.
+
+    Args:
+        dim: channels.
+        num_heads: attention heads.
+        mlp_ratio: hidden width of the MLP over ``dim``.
+        sr_ratio: see :class:`ShuntedAttention`.
+        qkv_bias: bias of ``q`` / ``kv``. Default: True.
+        drop: dropout after ``proj`` and in the MLP. Default: 0.
+        attn_drop: dropout on attention probabilities. Default: 0.
+        drop_path: stochastic depth rate. Default: 0.
+    """
+
+    def __init__(self, dim: int, num_heads: int, mlp_ratio: int, sr_ratio: int, qkv_bias: bool = True,
+                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = ShuntedAttention(dim, num_heads, sr_ratio, qkv_bias, attn_drop, drop)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = ShuntedMlp(dim, int(dim * mlp_ratio), drop)
+
+    def forward(self, x: Tensor, hw: HW) -> Tensor:
+        x = x + self.drop_path(self.attn(self.norm1(x), hw))
+        return x + self.drop_path(self.mlp(self.norm2(x), hw))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# embeddings
+# ----------------------------------------------------------------------------------------------------------------
+class ShuntedStem(nn.Module):
+    """``patch_embed1``: 7x7/2 conv-norm-ReLU, ``num_conv`` x (3x3 conv-norm-ReLU), 2x2/2 conv with bias, then
+    LayerNorm (eps 1e-5) over the tokens. ``conv`` indices follow the official ``nn.Sequential``.
+
+    Args:
+        num_conv: extra 3x3 convs (0 / 1 / 2 for T / S / B).
+        in_channels: image channels. Default: 3.
+        dim: output channels. Default: 64.
+        norm_cfg: the stem's norm layers, built by mmcv's ``build_norm_layer``. Default: ``dict(type='BN')``.
+    """
+
+    def __init__(self, num_conv: int, in_channels: int = 3, dim: int = 64,
+                 norm_cfg: dict | None = None) -> None:
+        super().__init__()
+        norm_cfg = dict(type='BN', requires_grad=True) if norm_cfg is None else norm_cfg
+        layers: list[nn.Module] = []
+        for i in range(num_conv + 1):
+            layers += [nn.Conv2d(in_channels if i == 0 else dim, dim, 7 if i == 0 else 3, stride=2 if i == 0 else 1,
+                                 padding=3 if i == 0 else 1, bias=False),
+                       build_norm_layer(norm_cfg, dim)[1], nn.ReLU(inplace=True)]
+        layers.append(nn.Conv2d(dim, dim, kernel_size=2, stride=2))
+        self.conv = nn.Sequential(*layers)
+        self.norm = nn.LayerNorm(dim, eps=1e-5)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, HW]:
+        x, hw = map_to_tokens(self.conv(x))  # B, H/4*W/4, C
+        return self.norm(x), hw
+
+
+class PatchEmbed(nn.Module):
+    """Stages 2-4: ``proj`` 3x3/2 conv (padding 1, bias), then LayerNorm (eps 1e-5) over the tokens."""
+
+    def __init__(self, in_dim: int, dim: int) -> None:
+        super().__init__()
+        self.proj = nn.Conv2d(in_dim, dim, 3, stride=2, padding=1)
+        self.norm = nn.LayerNorm(dim, eps=1e-5)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, HW]:
+        x, hw = map_to_tokens(self.proj(x))  # B, H/2*W/2, C
+        return self.norm(x), hw
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# model
+# ----------------------------------------------------------------------------------------------------------------
+@MODELS.register_module()
+class ShuntedTransformer(BaseModule):
+    """Shunted Transformer backbone: four NCHW feature maps of strides 4 / 8 / 16 / 32.
+
+    Level ``i`` is the output of the official stage norm ``norm{i+1}`` (64 / 128 / 256 / 512 channels for the paper's
+    archs). Any input of at least 32x32 is accepted; sizes not divisible by 32 are rounded down exactly as the
+    official network rounds them (no padding): a 97x131 input gives 24x33, 12x17, 6x9 and 3x5 maps.
+
+    Args:
+        arch: ``'tiny'`` / ``'small'`` / ``'base'`` (``'t'`` / ``'s'`` / ``'b'``), the paper's T / S / B; or a dict
+            with ``depths`` and ``num_conv`` (extra stem convs) and optionally ``embed_dims``, ``num_heads``,
+            ``mlp_ratios``, ``sr_ratios`` (default the paper's). Default: ``'tiny'``.
+        in_channels: image channels. Default: 3.
+        out_indices: levels to return, in this order. Default: ``(0, 1, 2, 3)``.
+        qkv_bias: bias of the ``q`` / ``kv`` linears. Default: True.
+        drop_rate: dropout after attention projections and in the MLPs. Default: 0.
+        attn_drop_rate: dropout on attention probabilities. Default: 0.
+        drop_path_rate: stochastic depth, rising linearly over all blocks from 0 to this. Default: 0.1.
+        norm_cfg: norm layers of the convolutional stem (``patch_embed1``), built by mmcv's ``build_norm_layer``:
+            ``dict(type='SyncBN')`` for synchronized statistics. Default: ``dict(type='BN', requires_grad=True)``.
+        norm_eval: keep the stem's batch-norm layers in eval mode (running statistics frozen) during training, as
+            small detection batches need. Their affine parameters still train unless frozen. Default: True.
+        frozen_stages: parts whose parameters never require grad and which stay in eval mode: ``-1`` nothing;
+            ``0`` the stem ``patch_embed1``; ``k`` in 1..4 the patch embeddings, blocks and output norms of stages
+            1..k (``patch_embed1..k``, ``block1..k``, ``norm1..k``). Default: -1.
+        with_cp: gradient checkpointing of every block (saves memory, costs a recomputation). Default: False.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads an official ImageNet file (state dict at the
+            top level or under ``model`` / ``state_dict``; ``head.*`` dropped) or an mmdet / mmseg checkpoint of
+            this backbone (``backbone.`` prefix); every missing or unused key is an error unless ``strict=False``
+            is added. ``None``: the official random initialisation. Default: None.
+    """
+
+    def __init__(self, arch: str | dict = 'tiny', in_channels: int = 3,
+                 out_indices: Sequence[int] = (0, 1, 2, 3), qkv_bias: bool = True, drop_rate: float = 0.0,
+                 attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1, norm_cfg: dict | None = None,
+                 norm_eval: bool = True, frozen_stages: int = -1, with_cp: bool = False,
+                 init_cfg: dict | None = None) -> None:
+        super().__init__(init_cfg=init_cfg)
+        settings = _resolve_arch(arch)
+        self.arch_settings = settings
+        self.depths: tuple[int, ...] = settings['depths']
+        self.embed_dims: tuple[int, ...] = settings['embed_dims']
+        self.num_conv: int = settings['num_conv']
+        if not isinstance(out_indices, Sequence) or not out_indices or \
+                any(not isinstance(i, int) or not 0 <= i < 4 for i in out_indices) or \
+                len(set(out_indices)) != len(out_indices):
+            raise ValueError(f'out_indices must be a non-empty sequence of distinct levels in 0..3, got {out_indices!r}')
+        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= 4:
+            raise ValueError(f'frozen_stages must be an int in -1..4 (-1 nothing, 0 the stem, k stages 1..k), got '
+                             f'{frozen_stages!r}')
+        for name, rate in (('drop_rate', drop_rate), ('attn_drop_rate', attn_drop_rate),
+                           ('drop_path_rate', drop_path_rate)):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f'{name} must be in [0, 1), got {rate!r}')
+        self.out_indices = tuple(out_indices)
+        self.frozen_stages = frozen_stages
+        self.norm_eval = norm_eval
+        self.with_cp = with_cp
+
+        total = sum(self.depths)
+        dpr = [drop_path_rate * j / max(total - 1, 1) for j in range(total)]  # linear in 0..drop_path_rate
+        cur = 0
+        for i in range(4):
+            dim = self.embed_dims[i]
+            embed = ShuntedStem(self.num_conv, in_channels, dim, norm_cfg) if i == 0 else \
+                PatchEmbed(self.embed_dims[i - 1], dim)
+            blocks = nn.ModuleList(
+                ShuntedBlock(dim, settings['num_heads'][i], settings['mlp_ratios'][i], settings['sr_ratios'][i],
+                             qkv_bias, drop_rate, attn_drop_rate, dpr[cur + j])
+                for j in range(self.depths[i]))
+            cur += self.depths[i]
+            self.add_module(f'patch_embed{i + 1}', embed)
+            self.add_module(f'block{i + 1}', blocks)
+            self.add_module(f'norm{i + 1}', nn.LayerNorm(dim, eps=1e-6))
+
+        strides = (4, 8, 16, 32)
+        self.feature_info: list[dict[str, Any]] = [
+            dict(num_chs=self.embed_dims[i], reduction=strides[i], module=f'norm{i + 1}') for i in range(4)]
+        self.out_channels: tuple[int, ...] = tuple(self.embed_dims[i] for i in self.out_indices)
+        self.out_strides: tuple[int, ...] = tuple(strides[i] for i in self.out_indices)
+        self.apply(_official_init)
+        self._freeze_stages()
+
+    # -- freezing -----------------------------------------------------------------------------------------------
+    def _frozen_modules(self) -> list[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        mods: list[nn.Module] = [self.patch_embed1]
+        for i in range(1, self.frozen_stages + 1):
+            mods += [getattr(self, f'patch_embed{i}'), getattr(self, f'block{i}'), getattr(self, f'norm{i}')]
+        return mods
+
+    def _freeze_stages(self) -> None:
+        for m in self._frozen_modules():
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad = False
+
+    def train(self, mode: bool = True) -> ShuntedTransformer:
+        """Switch mode, keeping frozen parts and (with ``norm_eval``) the stem's batch norms in eval mode."""
+        super().train(mode)
+        if mode:
+            for m in self._frozen_modules():
+                m.eval()
+            if self.norm_eval:
+                for m in self.patch_embed1.modules():
+                    if isinstance(m, _BatchNorm):
+                        m.eval()
+        return self
+
+    # -- weights ------------------------------------------------------------------------------------------------
+    def init_weights(self) -> None:
+        """Official random init, or with ``init_cfg=dict(type='Pretrained', checkpoint=...)`` a strict load."""
+        cfg = self.init_cfg
+        if isinstance(cfg, (list, tuple)):
+            cfg = cfg[0] if len(cfg) == 1 else cfg
+        if not (isinstance(cfg, Mapping) and cfg.get('type') == 'Pretrained'):
+            super().init_weights()
+            return
+        unknown = set(cfg) - {'type', 'checkpoint', 'strict', 'prefix', 'map_location'}
+        if unknown or 'checkpoint' not in cfg:
+            raise ValueError(f"init_cfg=dict(type='Pretrained') takes checkpoint (required), strict, prefix and "
+                             f'map_location; got {sorted(cfg)}')
+        checkpoint = cfg['checkpoint']
+        if isinstance(checkpoint, str) and '://' in checkpoint:
+            from mmengine.runner.checkpoint import CheckpointLoader
+            checkpoint = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
+        state = read_state_dict(checkpoint, prefix=cfg.get('prefix', 'backbone.'))
+        self.load_pretrained(state, source=repr(cfg['checkpoint']), strict=cfg.get('strict', True))
+        self._is_init = True
+
+    def load_pretrained(self, state_dict: Mapping[str, Tensor], source: str = 'the checkpoint',
+                        strict: bool = True) -> None:
+        """Load an official / mmswin-layout state dict (``head.*`` dropped) strictly.
+
+        Raises:
+            CheckpointMismatchError: not a Shunted state dict, another arch, or (``strict``) any missing / unused /
+                mis-shaped key.
+        """
+        state = convert_shunted_checkpoint(state_dict, source=source)
+        ckpt_arch = infer_shunted_arch(state)
+        own = dict(depths=self.depths, num_conv=self.num_conv)
+        what = f'{source} (Shunted layout, {_describe_arch(ckpt_arch)})'
+        if ckpt_arch != own:
+            what += f' -- the model is {_describe_arch(own)}'
+        load_state_dict_strict(self, state, source=what, strict=strict,
+                               allowed_missing=('patch_embed1.conv.*.num_batches_tracked',))
+        if not strict:
+            own_keys = set(self.state_dict())
+            missing = sorted(own_keys - set(state))
+            unexpected = sorted(set(state) - own_keys)
+            if missing or unexpected:
+                print_log(f'ShuntedTransformer: loaded {what} with strict=False; {len(missing)} model keys kept '
+                          f'their init ({", ".join(missing[:8])}{" ..." if len(missing) > 8 else ""}), '
+                          f'{len(unexpected)} checkpoint keys unused ({", ".join(unexpected[:8])}'
+                          f'{" ..." if len(unexpected) > 8 else ""})', logger='current', level=30)
+
+    # -- forward ------------------------------------------------------------------------------------------------
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        """``(N, C_in, H, W)`` with ``H, W >= 32`` -> the maps of ``out_indices``, each ``(N, C_i, H_i, W_i)``."""
+        if x.ndim != 4 or x.shape[-2] < MIN_INPUT_SIZE or x.shape[-1] < MIN_INPUT_SIZE:
+            raise ValueError(f'ShuntedTransformer takes (N, C, H, W) images of at least {MIN_INPUT_SIZE}x'
+                             f'{MIN_INPUT_SIZE} pixels (its stage-1 aggregation reduces by 32), got shape '
+                             f'{tuple(x.shape)}')
+        B = x.shape[0]
+        outs: dict[int, Tensor] = {}
+        last = max(self.out_indices)
+        for i in range(last + 1):
+            tokens, hw = getattr(self, f'patch_embed{i + 1}')(x)  # B, H_i*W_i, C_i
+            for blk in getattr(self, f'block{i + 1}'):
+                if self.with_cp and torch.is_grad_enabled():
+                    tokens = cp.checkpoint(blk, tokens, hw, use_reentrant=False)
+                else:
+                    tokens = blk(tokens, hw)
+            tokens = getattr(self, f'norm{i + 1}')(tokens)
+            x = tokens.view(B, hw[0], hw[1], -1).permute(0, 3, 1, 2)  # B, C_i, H_i, W_i (channels-last view)
+            if i in self.out_indices:
+                outs[i] = x.contiguous()
+        return tuple(outs[i] for i in self.out_indices)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# checkpoint conversion
+# ----------------------------------------------------------------------------------------------------------------
+_SHUNTED_KEY = re.compile(r'^(patch_embed[1-4]|block[1-4]|norm[1-4])\.')
+_BLOCK_KEY = re.compile(r'^block([1-4])\.(\d+)\.')
+_STEM_BN_KEY = re.compile(r'^patch_embed1\.conv\.(\d+)\.running_var$')
+
+
+def _looks_like(keys: Sequence[str]) -> str:
+    joined = ' '.join(keys)
+    if 'relative_position_bias_table' in joined:
+        return 'a Swin Transformer checkpoint'
+    if re.search(r'(^| )(layer[1-4]|conv1|bn1)\.', joined):
+        return 'a ResNet-style checkpoint'
+    return 'not a Shunted Transformer checkpoint'
+
+
+def convert_shunted_checkpoint(state_dict: Mapping[str, Tensor], source: str = 'the checkpoint') -> dict[str, Tensor]:
+    """Official / mmswin Shunted state dict -> mmswin's layout (the same key names) without the classifier.
+
+    Pure: the input is not modified. The official names are kept as mmswin's layout, so the conversion only drops
+    ``head.*`` and checks that the keys are Shunted keys.
+
+    Raises:
+        CheckpointMismatchError: no Shunted key at all (e.g. a Swin or ResNet state dict), naming sample keys.
+    """
+    state = {k: v for k, v in state_dict.items() if not k.startswith('head.')}
+    if not any(_SHUNTED_KEY.match(k) for k in state):
+        sample = sorted(state)[:6]
+        raise CheckpointMismatchError(
+            f'{source} is {_looks_like(sorted(state))}: none of its {len(state)} keys is a Shunted Transformer key '
+            f'(patch_embed1..4.*, block1..4.*, norm1..4.*); first keys: {", ".join(sample)}')
+    return state
+
+
+def infer_shunted_arch(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
+    """Depths and extra stem convs of a Shunted state dict in mmswin's layout."""
+    depths = [0, 0, 0, 0]
+    for k in state_dict:
+        m = _BLOCK_KEY.match(k)
+        if m:
+            stage, j = int(m.group(1)) - 1, int(m.group(2))
+            depths[stage] = max(depths[stage], j + 1)
+    num_bn = sum(1 for k in state_dict if _STEM_BN_KEY.match(k))
+    if num_bn == 0:  # a stem without running statistics: count its 3x3 convs instead
+        num_bn = 1 + sum(1 for k, v in state_dict.items()
+                         if k.startswith('patch_embed1.conv.') and k.endswith('.weight') and v.ndim == 4
+                         and v.shape[-1] == 3)
+    return dict(depths=tuple(depths), num_conv=num_bn - 1)
+
+
+def _describe_arch(arch: Mapping[str, Any]) -> str:
+    name = next((n for n, s in SHUNTED_ARCHS.items() if len(n) > 1 and s['depths'] == tuple(arch['depths'])
+                 and s['num_conv'] == arch['num_conv']), None)
+    text = f'depths {list(arch["depths"])}, {arch["num_conv"]} extra stem convs'
+    return f"arch '{name}' ({text})" if name else text
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# arch table
+# ----------------------------------------------------------------------------------------------------------------
+_PAPER_DEFAULTS: dict[str, tuple[int, ...]] = dict(
+    embed_dims=(64, 128, 256, 512), num_heads=(2, 4, 8, 16), mlp_ratios=(8, 8, 4, 4), sr_ratios=(8, 4, 2, 1))
+
+SHUNTED_ARCHS: dict[str, dict[str, Any]] = {}
+for _names, _depths, _num_conv in ((('tiny', 't'), (1, 2, 4, 1), 0), (('small', 's'), (2, 4, 12, 1), 1),
+                                   (('base', 'b'), (3, 4, 24, 2), 2)):
+    for _name in _names:
+        SHUNTED_ARCHS[_name] = dict(depths=_depths, num_conv=_num_conv, **_PAPER_DEFAULTS)
+
+
+def _resolve_arch(arch: str | Mapping[str, Any]) -> dict[str, Any]:
+    """An arch name or dict -> the full, validated settings."""
+    if isinstance(arch, str):
+        if arch.lower() not in SHUNTED_ARCHS:
+            raise ValueError(f"arch must be one of {sorted(n for n in SHUNTED_ARCHS if len(n) > 1)} (or 't', 's', "
+                             f"'b'), or a dict with depths and num_conv; got {arch!r}")
+        return dict(SHUNTED_ARCHS[arch.lower()])
+    if not isinstance(arch, Mapping):
+        raise ValueError(f'arch must be a name or a dict, got {type(arch).__name__}')
+    required, optional = {'depths', 'num_conv'}, set(_PAPER_DEFAULTS)
+    if not required <= set(arch) or set(arch) - required - optional:
+        raise ValueError(f'an arch dict needs keys {sorted(required)} and may set {sorted(optional)}; '
+                         f'got {sorted(arch)}')
+    settings = {k: tuple(arch.get(k, v)) for k, v in _PAPER_DEFAULTS.items()}
+    settings['depths'] = tuple(arch['depths'])
+    settings['num_conv'] = int(arch['num_conv'])
+    for k in ('depths', *_PAPER_DEFAULTS):
+        if len(settings[k]) != 4 or any(not isinstance(v, int) or v < 1 for v in settings[k]):
+            raise ValueError(f'arch {k} must be 4 positive ints, got {arch.get(k)!r}')
+    if settings['num_conv'] < 0:
+        raise ValueError(f'arch num_conv must be >= 0, got {arch["num_conv"]!r}')
+    for i, (dim, heads, sr) in enumerate(zip(settings['embed_dims'], settings['num_heads'], settings['sr_ratios'])):
+        if dim % heads:
+            raise ValueError(f'arch embed_dims[{i}]={dim} is not divisible by num_heads[{i}]={heads}')
+        if sr > 1 and (sr % 2 or heads % 2):
+            raise ValueError(f'arch stage {i + 1} has sr_ratio {sr}: shunted attention needs sr_ratio 1 or even, '
+                             f'and an even num_heads (got {heads})')
+    return settings

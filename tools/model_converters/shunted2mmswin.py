@@ -1,0 +1,55 @@
+"""Convert an official Shunted Transformer ImageNet checkpoint into an mmswin backbone checkpoint.
+
+mmswin keeps the official key names, so the conversion drops the classifier ``head.*`` and unwraps ``model`` /
+``state_dict``; it then builds the matching ``mmswin.ShuntedTransformer`` and loads the result strictly, so a file
+that would not load in training fails here, with every offending key named.
+
+    python tools/model_converters/shunted2mmswin.py ckpt_S.pth shunted_s_mmswin.pth
+
+The output holds ``{'state_dict': ..., 'meta': {'arch': ..., 'source': ...}}``; use it with
+``init_cfg=dict(type='Pretrained', checkpoint='shunted_s_mmswin.pth')`` (the original file works there as well).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import torch
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('src', help='official checkpoint (state dict, or one under "model" / "state_dict")')
+    parser.add_argument('dst', help='where to write the mmswin checkpoint')
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
+    from mmswin.models.backbones.shunted import (SHUNTED_ARCHS, ShuntedTransformer, convert_shunted_checkpoint,
+                                                 infer_shunted_arch)
+    from mmswin.models.checkpoint import CheckpointMismatchError, read_state_dict
+
+    try:
+        state = convert_shunted_checkpoint(read_state_dict(args.src), source=repr(args.src))
+        arch = infer_shunted_arch(state)
+        name = next((n for n, s in SHUNTED_ARCHS.items()
+                     if len(n) > 1 and s['depths'] == arch['depths'] and s['num_conv'] == arch['num_conv']), None)
+        model = ShuntedTransformer(arch=name or dict(arch))
+        model.load_pretrained(state, source=repr(args.src), strict=True)  # names every key that does not fit
+    except (CheckpointMismatchError, ValueError, OSError) as err:
+        print(f'shunted2mmswin: error: {err}', file=sys.stderr)
+        return 1
+    os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
+    torch.save({'state_dict': state, 'meta': dict(arch=name or dict(arch), source=os.path.basename(args.src))},
+               args.dst)
+    numel = sum(v.numel() for v in state.values())
+    print(f'{args.src} -> {args.dst}: Shunted {name or arch}, {len(state)} tensors, {numel:,} values '
+          f'(classifier dropped), strict load OK')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
