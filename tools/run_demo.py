@@ -133,7 +133,7 @@ def _metrics_catcher():
 
 
 def run(argv: list[str] | None = None, log=print) -> dict:
-    """The whole demo; returns ``dict(metrics=..., overlays=[...], work_dir=..., checkpoint=...)``."""
+    """The whole demo; returns ``dict(metrics=..., overlays=[...], work_dir=..., checkpoint=..., log_dir=...)``."""
     args = parse_args(argv)
     started = time.time()
     outs = prepare_demo_data.prepare(args.data_root, log=log)
@@ -171,7 +171,7 @@ def run(argv: list[str] | None = None, log=print) -> dict:
     log(f'last checkpoint: {last}')
     log(f'logs: {runner.log_dir}')
     log('=' * 100)
-    return dict(metrics=metrics, overlays=overlays, work_dir=cfg.work_dir, checkpoint=last)
+    return dict(metrics=metrics, overlays=overlays, work_dir=cfg.work_dir, checkpoint=last, log_dir=runner.log_dir)
 
 
 def main(argv: list[str] | None = None) -> int:
