@@ -81,6 +81,34 @@ def build_timm_swin_t() -> nn.Module:
                                            img_size=size, drop_path_rate=DROP_PATH_RATE))
 
 
+class _Pyramid(nn.Module):
+    """The official Shunted port's ``forward_pyramid`` (outputs of norm1..norm4, NCHW) as ``forward``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.model.forward_pyramid(x)
+
+
+@case('shunted_s')
+def build_shunted_s() -> nn.Module:
+    from mmswin.models.backbones.shunted import ShuntedTransformer
+    return ShuntedTransformer('small', drop_path_rate=DROP_PATH_RATE)
+
+
+@case('shunted_s_official')
+def build_shunted_s_official() -> nn.Module:
+    """tests/reference/shunted_official.py: the official computation op for op (explicit softmax attention)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        'shunted_official', os.path.join(ROOT, 'tests', 'reference', 'shunted_official.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return _Pyramid(module.build_reference('small', num_classes=0, drop_path_rate=DROP_PATH_RATE))
+
+
 def _outputs(out: torch.Tensor | Sequence[torch.Tensor] | dict) -> list[torch.Tensor]:
     if isinstance(out, torch.Tensor):
         return [out]
