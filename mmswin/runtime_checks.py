@@ -112,7 +112,7 @@ def find_missing_data(cfg: Mapping, splits: tuple[str, ...] = ('train', 'val')) 
     return [m for m in missing if not _is_remote(m.path)]
 
 
-_LAYOUTS = {
+_LAYOUTS = {  # dataset type -> (name, layout, where to get it, how to link a copy)
     'CocoDataset': (
         'COCO 2017',
         """data/coco/
@@ -122,15 +122,17 @@ _LAYOUTS = {
     val2017/     (5k .jpg)""",
         'https://cocodataset.org/#download: "2017 Train images", "2017 Val images" and "2017 Train/Val '
         'annotations"; unzip all three into data/coco/',
+        'mkdir -p data && ln -s /path/to/coco data/coco',
     ),
     'ADE20KDataset': (
-        'ADE20K (SceneParsing, ADEChallengeData2016)',
+        'ADE20K, SceneParsing release ADEChallengeData2016',
         """data/ade/ADEChallengeData2016/
-    images/training/       (20210 .jpg)
-    images/validation/     (2000 .jpg)
-    annotations/training/  (20210 .png)
-    annotations/validation/(2000 .png)""",
-        'http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip, unzipped into data/ade/',
+    images/training/          (20210 .jpg)
+    images/validation/        (2000 .jpg)
+    annotations/training/     (20210 .png)
+    annotations/validation/   (2000 .png)""",
+        'http://data.csail.mit.edu/places/ADEchallenge/ADEChallengeData2016.zip; unzip it into data/ade/',
+        'mkdir -p data/ade && ln -s /path/to/ADEChallengeData2016 data/ade/ADEChallengeData2016',
     ),
 }
 
@@ -139,22 +141,25 @@ def missing_data_message(missing: list[MissingPath], config_path: str = '') -> s
     """A short, readable explanation of missing data: what is missing, the expected layout, how to get it."""
     if not missing:
         return ''
-    lines = [f'Data set not found{f" for {config_path}" if config_path else ""}. Missing:']
+    cwd = os.getcwd()
+    lines = [f'Data set not found{f" for {config_path}" if config_path else ""} '
+             f'(relative paths are taken from {cwd}). Missing:']
     lines += [f'  {m.path}   ({m.key})' for m in missing]
+    coco = any(m.dataset_type == 'CocoDataset' for m in missing)
     for dtype in dict.fromkeys(m.dataset_type for m in missing):
         if dtype in _LAYOUTS:
-            name, layout, source = _LAYOUTS[dtype]
-            lines += ['', f'Expected layout ({name}), relative to the directory you run from:', f'  {layout}',
-                      f'Get it from {source}.']
+            name, layout, source, link = _LAYOUTS[dtype]
+            lines += ['', f'Expected layout ({name}):', f'  {layout}', f'Get it from {source}.',
+                      f'Have a copy elsewhere? Link it: {link}']
     roots = sorted({m.data_root for m in missing if m.data_root})
-    lines += ['', 'Already have the data elsewhere? Link it, e.g. `mkdir -p data && ln -s /path/to/coco data/coco`'
-              ' (or /path/to/ADEChallengeData2016 as data/ade/ADEChallengeData2016),',
-              '  or point the config at it: --cfg-options train_dataloader.dataset.data_root=DIR '
-              'val_dataloader.dataset.data_root=DIR test_dataloader.dataset.data_root=DIR'
-              + (' val_evaluator.ann_file=DIR/annotations/instances_val2017.json'
-                 if any(m.dataset_type == 'CocoDataset' for m in missing) else '')]
+    override = ('Or point the config at it: --cfg-options train_dataloader.dataset.data_root=DIR '
+                'val_dataloader.dataset.data_root=DIR test_dataloader.dataset.data_root=DIR')
+    if coco:
+        override += (' val_evaluator.ann_file=DIR/annotations/instances_val2017.json'
+                     ' test_evaluator.ann_file=DIR/annotations/instances_val2017.json')
+    lines += ['', override]
     if roots:
-        lines.append(f'  (the config expects data_root {", ".join(roots)})')
+        lines.append(f'  (the config has data_root={", ".join(roots)})')
     return '\n'.join(lines)
 
 
@@ -295,3 +300,46 @@ def init_cpu_process_group(backend: str = 'gloo') -> None:
     if not dist.is_initialized():
         dist.init_process_group(backend=backend, rank=int(os.environ['RANK']),
                                 world_size=int(os.environ['WORLD_SIZE']))
+
+
+def ensure_external_config_lookup() -> bool:
+    """Make ``_base_ = 'mmdet::...'`` / ``'mmseg::...'`` work when ``pkg_resources`` is not installed.
+
+    mmengine 0.10.7 (its last release) finds the configs of other packages with ``pkg_resources``, which
+    setuptools >= 82 no longer ships: every config inheriting a stock mmdet / mmseg base then fails with
+    ``ModuleNotFoundError: No module named 'pkg_resources'``. When (and only when) ``pkg_resources`` cannot be
+    imported, this points mmengine's config loader at equivalents built on ``importlib.metadata``. Idempotent.
+    Returns whether the replacement is in place. (``pip install 'setuptools<82'`` is the other fix.)
+    """
+    import importlib.util
+    if importlib.util.find_spec('pkg_resources') is not None:
+        return False
+    import importlib.metadata as metadata
+
+    import mmengine.config.config as config_module
+
+    def is_installed(package: str) -> bool:
+        try:
+            metadata.distribution(package)
+            return True
+        except metadata.PackageNotFoundError:
+            spec = importlib.util.find_spec(package)
+            return spec is not None and spec.origin is not None
+
+    def get_installed_path(package: str) -> str:
+        try:
+            dist = metadata.distribution(package)
+        except metadata.PackageNotFoundError:
+            spec = importlib.util.find_spec(package)
+            if spec is None or spec.origin is None:
+                raise
+            return osp.dirname(spec.origin)
+        location = str(dist.locate_file(''))
+        if osp.exists(osp.join(location, package)):
+            return osp.join(location, package)
+        top_level = (dist.read_text('top_level.txt') or package).split()
+        return osp.join(location, top_level[0] if top_level else package)
+
+    config_module.is_installed = is_installed
+    config_module.get_installed_path = get_installed_path
+    return True

@@ -23,6 +23,8 @@ from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 import mmswin.models  # noqa: E402,F401
 from mmswin import runtime_checks  # noqa: E402
 
+runtime_checks.ensure_external_config_lookup()
+
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO, 'configs')
 CONFIGS = sorted(osp.basename(p) for p in glob.glob(osp.join(CONFIG_DIR, '*.py')))

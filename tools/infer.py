@@ -33,6 +33,8 @@ if REPO_ROOT not in sys.path:
 import mmswin.models  # noqa: E402,F401
 from mmswin import runtime_checks  # noqa: E402
 
+runtime_checks.ensure_external_config_lookup()  # `mmdet::` / `mmseg::` bases without pkg_resources
+
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
 

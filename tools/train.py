@@ -23,6 +23,8 @@ if REPO_ROOT not in sys.path:  # run from a checkout without `pip install -e .`
 import mmswin.models  # noqa: E402,F401  (registers the backbones; installs safe checkpoint loading for --resume)
 from mmswin import runtime_checks  # noqa: E402
 
+runtime_checks.ensure_external_config_lookup()  # `mmdet::` / `mmseg::` bases without pkg_resources
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train an mmswin detector or segmentor')

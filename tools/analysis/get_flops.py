@@ -25,12 +25,15 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 if REPO_ROOT not in sys.path:
     sys.path.insert(0, REPO_ROOT)
 
+from mmswin import runtime_checks  # noqa: E402
+
+runtime_checks.ensure_external_config_lookup()  # `mmdet::` / `mmseg::` bases without pkg_resources
+
 DEFAULT_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 512)}
 
 
 def load_cfg(path: str, cfg_options: dict | None = None) -> Config:
     """Config with command-line overrides and without pretrained-file initialisation (weights stay random)."""
-    from mmswin import runtime_checks
     cfg = Config.fromfile(path)
     if cfg_options:
         cfg.merge_from_dict(cfg_options)
