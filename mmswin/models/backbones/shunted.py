@@ -134,7 +134,7 @@ class ShuntedAttention(nn.Module):
 
     def _aggregated_branch(self, q: Tensor, x_map: Tensor, sr: nn.Conv2d, norm: nn.LayerNorm, kv: nn.Linear,
                            local_conv: nn.Conv2d) -> Tensor:
-        """One aggregation branch: ``q`` ``(B, heads/2, N, d)``, ``x_map`` ``(B, C, H, W)`` -> ``(B, N, heads/2, d)``."""
+        """One aggregation branch: ``q (B, heads/2, N, d)``, ``x_map (B, C, H, W)`` -> ``(B, N, heads/2, d)``."""
         half = self.dim // 2
         xb, hw_b = map_to_tokens(sr(x_map))  # B, Nb, C;  Hb = floor(H / r)
         k, v = kv(self.act(norm(xb))).split(half, dim=-1)  # B, Nb, C/2 each
@@ -327,7 +327,8 @@ class ShuntedTransformer(BaseModule):
         if not isinstance(out_indices, Sequence) or not out_indices or \
                 any(not isinstance(i, int) or not 0 <= i < 4 for i in out_indices) or \
                 len(set(out_indices)) != len(out_indices):
-            raise ValueError(f'out_indices must be a non-empty sequence of distinct levels in 0..3, got {out_indices!r}')
+            raise ValueError(f'out_indices must be a non-empty sequence of distinct levels in 0..3, '
+                             f'got {out_indices!r}')
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= 4:
             raise ValueError(f'frozen_stages must be an int in -1..4 (-1 nothing, 0 the stem, k stages 1..k), got '
                              f'{frozen_stages!r}')
@@ -393,17 +394,27 @@ class ShuntedTransformer(BaseModule):
 
     # -- weights ------------------------------------------------------------------------------------------------
     def init_weights(self) -> None:
-        """Official random init, or with ``init_cfg=dict(type='Pretrained', checkpoint=...)`` a strict load."""
-        cfg = self.init_cfg
-        if isinstance(cfg, (list, tuple)):
-            cfg = cfg[0] if len(cfg) == 1 else cfg
-        if not (isinstance(cfg, Mapping) and cfg.get('type') == 'Pretrained'):
+        """Official random init, or with ``init_cfg=dict(type='Pretrained', checkpoint=...)`` a strict load.
+
+        Other entries of a list ``init_cfg`` are applied first by mmengine, the ``Pretrained`` one last.
+        """
+        cfgs = [] if self.init_cfg is None else \
+            list(self.init_cfg) if isinstance(self.init_cfg, (list, tuple)) else [self.init_cfg]
+        pretrained = [c for c in cfgs if isinstance(c, Mapping) and c.get('type') == 'Pretrained']
+        if not pretrained:
             super().init_weights()
             return
+        if len(pretrained) > 1:
+            raise ValueError(f'init_cfg has {len(pretrained)} Pretrained entries; give one')
+        cfg = pretrained[0]
         unknown = set(cfg) - {'type', 'checkpoint', 'strict', 'prefix', 'map_location'}
         if unknown or 'checkpoint' not in cfg:
             raise ValueError(f"init_cfg=dict(type='Pretrained') takes checkpoint (required), strict, prefix and "
                              f'map_location; got {sorted(cfg)}')
+        others = [c for c in cfgs if c is not cfg]
+        if others:
+            from mmengine.model import initialize
+            initialize(self, others)
         checkpoint = cfg['checkpoint']
         if isinstance(checkpoint, str) and '://' in checkpoint:
             from mmengine.runner.checkpoint import CheckpointLoader
@@ -428,6 +439,7 @@ class ShuntedTransformer(BaseModule):
             what += f' -- the model is {_describe_arch(own)}'
         load_state_dict_strict(self, state, source=what, strict=strict,
                                allowed_missing=('patch_embed1.conv.*.num_batches_tracked',))
+        print_log(f'ShuntedTransformer: loaded {what}', logger='current')
         if not strict:
             own_keys = set(self.state_dict())
             missing = sorted(own_keys - set(state))
