@@ -284,3 +284,23 @@ def test_converter_refuses_non_empty_output(tmp_path):
     (tmp_path / 'out' / 'keep.txt').write_text('x')
     with pytest.raises(labelme2mmswin.ConversionError, match='not empty; pass --overwrite'):
         labelme2mmswin.convert(tmp_path / 'in', seg_out=tmp_path / 'out', val_equals_train=True)
+
+
+# ------------------------------------------------------------------------------------------ the demo entry point
+
+
+@pytest.mark.slow
+def test_demo_stops_on_truncated_image_naming_it(tmp_path, capsys):
+    sys.path.insert(0, str(REPO / 'tools'))
+    import prepare_demo_data
+    import run_demo
+    data = tmp_path / 'data'
+    prepare_demo_data.prepare(data, log=lambda *_: None)  # from the cached sdist
+    photo = data / 'demo_ade/images/training/2011_000025.jpg'
+    photo.write_bytes(photo.read_bytes()[:20000])
+    code = run_demo.main(['--config', str(REPO / 'configs/demo/upernet_swin_tiny_overfit.py'), '--data-root',
+                          str(data), '--work-dir', str(tmp_path / 'work')])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert f'run_demo: error: train data: image file is corrupt or truncated: {photo}' in err
+    assert not list((tmp_path / 'work').glob('*.pth')), 'stopped before training'

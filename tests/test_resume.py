@@ -217,3 +217,32 @@ def test_tiny_segmenter_killed_while_saving_resumes_equal(tmp_path):
     out = _run(train + ['--work-dir', str(work), '--resume'] + opts, _env(), REPO)
     assert 'resumed epoch: 0, iter: 2' in out, out[-3000:]
     _assert_same_checkpoint(reference / 'iter_6.pth', work / 'iter_6.pth', atol=1e-5)
+
+
+# ------------------------------------------------------------------------------------- safeguards in configs
+
+
+@pytest.mark.parametrize('config', ['upernet_swin_t_ade20k.py', 'mask_rcnn_swin_t_fpn_1x_coco.py'])
+def test_enable_safeguards_on_recipe_configs(config):
+    from mmengine.config import Config
+
+    from mmswin.engine import enable_safeguards
+    cfg = Config.fromfile(str(REPO / 'configs' / config))
+    interval = cfg.default_hooks.checkpoint.interval
+    enable_safeguards(enable_safeguards(cfg, data_check_level='exists'))  # idempotent
+    assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
+    assert cfg.default_hooks.checkpoint.interval == interval
+    assert [h['type'] for h in cfg.custom_hooks].count('NonFiniteLossHook') == 1
+    assert [h for h in cfg.custom_hooks if h['type'] == 'DataCheckHook'] == [dict(type='DataCheckHook',
+                                                                                  level='exists')]
+    assert {'mmswin.models', 'mmswin.engine'} <= set(cfg.custom_imports.imports)
+
+
+@pytest.mark.parametrize('config', sorted(p.name for p in (REPO / 'configs' / 'demo').glob('*.py')))
+def test_demo_configs_carry_safeguards(config):
+    from mmengine.config import Config
+    cfg = Config.fromfile(str(REPO / 'configs' / 'demo' / config))
+    assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
+    assert {h['type'] for h in cfg.custom_hooks} >= {'NonFiniteLossHook', 'DataCheckHook'}
+    assert 'mmswin.engine' in cfg.custom_imports.imports
+    assert cfg.model.backbone.type == 'mmswin.SwinTransformer' and cfg.model.backbone.init_cfg is None
