@@ -26,7 +26,7 @@ pip_install() {  # pip install under the torch pin, without the noise of this ma
 check_env() {
   MMSWIN_ROOT="$ROOT" "$PY" - <<'PYEOF' >/dev/null 2>&1
 import os
-import torch, torchvision, mmengine, mmcv, mmdet, mmseg, timm, pycocotools, pytest
+import torch, torchvision, mmengine, mmcv, mmdet, mmseg, timm, pycocotools, pytest, pkg_resources
 from mmcv.ops import nms, RoIAlign
 assert torch.__version__.startswith('2.14.1'), torch.__version__
 assert mmcv.__version__ == '2.1.0', mmcv.__version__
@@ -79,7 +79,9 @@ main() {
   step "installing mmcv, mmdet, mmseg, timm and test tools"
   pip_install "$wheel" || fail "install mmcv wheel"
   pip_install -r "$ROOT/tools/requirements.txt" || fail "install requirements"
-  pip_install --upgrade 'setuptools>=77' || fail "restore setuptools"
+  # torch wants setuptools >= 77; mmengine 0.10.7 resolves `mmdet::` / `mmseg::` config bases with pkg_resources,
+  # which setuptools 81 removed.
+  pip_install 'setuptools>=77,<81' || fail "restore setuptools"
   pip_install --no-deps -e "$ROOT" || fail "install mmswin (editable)"
 
   check_env || { "$PY" -c "import mmswin, mmdet, mmseg, timm; from mmcv.ops import nms"; fail "import check"; }
