@@ -54,8 +54,11 @@ def _image(rng: np.random.Generator) -> np.ndarray:
 
 
 def write_coco(root: str, num_images: int = 4) -> str:
-    """COCO layout under root/coco: 64x64 images with two rectangular instances each (person, car)."""
+    """COCO layout under root/coco: 64x64 images with two rectangular instances each (person, bicycle); the json
+    lists all 80 COCO categories (mmdet's label indices follow the category list)."""
     import mmcv
+    from mmdet.datasets import CocoDataset
+    categories = [dict(id=i + 1, name=name) for i, name in enumerate(CocoDataset.METAINFO['classes'])]
     rng = np.random.default_rng(0)
     coco = osp.join(root, 'coco')
     os.makedirs(osp.join(coco, 'annotations'), exist_ok=True)
@@ -67,11 +70,11 @@ def write_coco(root: str, num_images: int = 4) -> str:
             mmcv.imwrite(_image(rng), osp.join(coco, split, name))
             images.append(dict(id=i, file_name=name, width=SIZE, height=SIZE))
             for k, (x, y, w, h) in enumerate([(4, 6, 30, 40), (36, 20, 24, 30)]):
-                anns.append(dict(id=len(anns) + 1, image_id=i, category_id=(1, 3)[k], iscrowd=0, area=w * h,
+                anns.append(dict(id=len(anns) + 1, image_id=i, category_id=(1, 2)[k], iscrowd=0, area=w * h,
                                  bbox=[x, y, w, h], segmentation=[[x, y, x + w, y, x + w, y + h, x, y + h]]))
         with open(osp.join(coco, 'annotations', f'instances_{split}.json'), 'w') as f:
             json.dump(dict(images=images, annotations=anns,
-                           categories=[dict(id=1, name='person'), dict(id=3, name='car')]), f)
+                           categories=categories), f)
     return coco
 
 
@@ -115,7 +118,8 @@ model = dict(
     neck=dict(in_channels=[32, 64, 128, 256]),
     train_cfg=dict(rpn=dict(sampler=dict(num=32)), rpn_proposal=dict(nms_pre=200, max_per_img=50),
                    rcnn=dict(sampler=dict(num=16))),
-    test_cfg=dict(rpn=dict(nms_pre=200, max_per_img=50), rcnn=dict(max_per_img=10)))
+    # score_thr 0: an (almost) untrained detector still predicts boxes, so the outputs can be checked
+    test_cfg=dict(rpn=dict(nms_pre=200, max_per_img=50), rcnn=dict(score_thr=0.0, max_per_img=10)))
 train_pipeline = [
     dict(type='LoadImageFromFile'),
     dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
@@ -380,27 +384,34 @@ train_cfg = dict(max_epochs=2, val_interval=10)
     ckpt = osp.join(work, 'epoch_2.pth')
     assert osp.isfile(ckpt)
 
-    # single-process test (pickle of predictions, painted pictures) and infer on the saved checkpoint
-    no_hook = ['--cfg-options', 'custom_hooks=[]']
+    # two-process test through tools/dist_test.sh: predictions gathered into one pickle, pictures painted
     out_pkl = str(tmp_path / 'preds.pkl')
     show_dir = str(tmp_path / 'show')
-    test_tool.main([cfg_path, ckpt, '--work-dir', str(tmp_path / 'test_work'), '--out', out_pkl,
-                    '--show-dir', show_dir, *no_hook])
+    proc = _run(['bash', osp.join(TOOLS, 'dist_test.sh'), cfg_path, ckpt, '2', '--work-dir', str(tmp_path / 'test'),
+                 '--out', out_pkl, '--show-dir', show_dir],
+                cwd=str(tmp_path), env=dict(PYTHONPATH=str(tmp_path), PORT=str(_free_port()), PYTHON=sys.executable,
+                                            OMP_NUM_THREADS='1'))
+    assert proc.returncode == 0, (proc.stdout[-3000:], proc.stderr[-5000:])
+    assert 'coco/bbox_mAP' in proc.stdout + proc.stderr
     import pickle
     with open(out_pkl, 'rb') as f:
         preds = pickle.load(f)
     assert len(preds) == 4 and 'pred_instances' in preds[0]
-    assert len([f for f in os.listdir(show_dir) if f.endswith('.jpg')]) == 4  # painted by DetVisualizationHook
+    # DetLocalVisualizer paints on rank 0 only (mmdet's @master_only): its half of the 4 images
+    assert len([f for f in os.listdir(show_dir) if f.endswith('.jpg')]) == 2
 
+    no_hook = ['--cfg-options', 'custom_hooks=[]']
     records = infer.main([cfg_path, ckpt, osp.join(data_dir, 'coco', 'val2017'), '--out-dir',
                           str(tmp_path / 'infer'), '--device', 'cpu', '--score-thr', '0.0', *no_hook])
     assert len(records) == 4
+    from mmdet.datasets import CocoDataset
+    classes = CocoDataset.METAINFO['classes']
     for rec in records:
         assert osp.getsize(rec['visualization']) > 0
-        assert len(rec['instances']) <= 10
+        assert 1 <= len(rec['instances']) <= 10
         for inst in rec['instances']:
-            assert inst['class'] in ('person', 'car') and len(inst['bbox']) == 4
-            assert inst['mask']['size'] == [SIZE, SIZE]
+            assert inst['class'] == classes[inst['label']] and len(inst['bbox']) == 4
+            assert inst['mask']['size'] == [SIZE, SIZE] and 0 <= inst['score'] <= 1
 
 
 def test_shell_scripts_usage():
