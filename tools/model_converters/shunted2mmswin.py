@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
 
 import torch
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
                      if len(n) > 1 and s['depths'] == arch['depths'] and s['num_conv'] == arch['num_conv']), None)
         model = ShuntedTransformer(arch=name or dict(arch))
         model.load_pretrained(state, source=repr(args.src), strict=True)  # names every key that does not fit
-    except (CheckpointMismatchError, ValueError, OSError) as err:
+    except (CheckpointMismatchError, ValueError, OSError, pickle.UnpicklingError) as err:
         print(f'shunted2mmswin: error: {err}', file=sys.stderr)
         return 1
     os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
