@@ -140,6 +140,15 @@ def test_not_a_checkpoint_is_a_clear_error(tmp_path):
         read_state_dict(str(tensors_free))
 
 
+def test_official_training_checkpoint_with_args_loads(tmp_path):
+    import argparse
+    path = tmp_path / 'official.pth'
+    torch.save({'model': {'linear.weight': torch.ones(2, 4)}, 'epoch': 299,
+                'args': argparse.Namespace(model='shunted_s', lr=5e-4)}, path)
+    assert safe_torch_load(path)['args'].model == 'shunted_s'
+    assert list(read_state_dict(str(path))) == ['linear.weight']
+
+
 def test_read_state_dict_unwraps_and_strips_prefix():
     w = torch.ones(2, 4)
     nested = {'meta': {}, 'state_dict': {'backbone.linear.weight': w, 'neck.conv.weight': w}}

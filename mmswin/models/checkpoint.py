@@ -10,11 +10,13 @@ The flow every backbone follows (see ``SwinTransformer.init_weights``):
 """
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping
 from fnmatch import fnmatchcase
 
 import torch
+from mmengine.logging import print_log
 from torch import nn
 
 from mmswin.utils.checkpoint_io import safe_torch_load
@@ -70,7 +72,8 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
         source: what the weights are (file and detected layout), used in messages.
         allowed_missing: glob patterns of module keys the layout is known not to carry (they keep their
             initialisation, e.g. the per-level output norms absent from ImageNet checkpoints).
-        strict: raise on any other mismatch; when False, the same report is returned for the caller to log.
+        strict: raise on any other mismatch; when False, the fitting keys are loaded and the same report is
+            logged as a warning (a checkpoint with no fitting key still raises).
 
     Returns:
         The allowed missing keys that kept their initialisation.
@@ -98,10 +101,14 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
         problems.append(f'{len(unexpected)} checkpoint keys not used: {", ".join(unexpected)}')
     if mis_shaped:
         problems.append(f'{len(mis_shaped)} keys of the wrong shape: {"; ".join(mis_shaped)}')
+    report = '\n  - '.join(problems)
     if problems and (strict or not matched):
         raise CheckpointMismatchError(
-            f'cannot load {source} into {type(module).__name__}:\n  - ' + '\n  - '.join(problems) +
-            '\nCheck that the checkpoint is of this model and arch (see tools/model_converters/); '
+            f'cannot load {source} into {type(module).__name__}:\n  - {report}\n'
+            'Check that the checkpoint is of this model and arch (see tools/model_converters/); '
             "pass init_cfg=dict(type='Pretrained', checkpoint=..., strict=False) to load the fitting keys anyway.")
+    if problems:
+        print_log(f'strict=False: loaded {len(matched)} fitting keys of {source} into {type(module).__name__}; '
+                  f'the rest kept their initialisation:\n  - {report}', logger='current', level=logging.WARNING)
     module.load_state_dict(matched, strict=False)
     return allowed

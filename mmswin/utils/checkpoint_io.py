@@ -38,13 +38,16 @@ def _history_buffer_getattr(owner: Any, name: str) -> Any:
 
 def mmengine_safe_globals() -> list[Any]:
     """The globals an mmengine Runner checkpoint pickles besides tensors (measured on mmengine 0.10.7)."""
+    import argparse
+
     import numpy as np
     from mmengine.logging.history_buffer import HistoryBuffer
 
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     dtype_classes = [type(np.dtype(name)) for name in (
         'float16', 'float32', 'float64', 'int8', 'int16', 'int32', 'int64', 'uint8', 'bool')]
-    return [HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtype_classes,
+    # argparse.Namespace: the official Swin / Shunted / DeiT training scripts save their `args` beside the weights.
+    return [argparse.Namespace, HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtype_classes,
             (_history_buffer_getattr, 'builtins.getattr')]
 
 

@@ -440,15 +440,6 @@ class ShuntedTransformer(BaseModule):
         load_state_dict_strict(self, state, source=what, strict=strict,
                                allowed_missing=('patch_embed1.conv.*.num_batches_tracked',))
         print_log(f'ShuntedTransformer: loaded {what}', logger='current')
-        if not strict:
-            own_keys = set(self.state_dict())
-            missing = sorted(own_keys - set(state))
-            unexpected = sorted(set(state) - own_keys)
-            if missing or unexpected:
-                print_log(f'ShuntedTransformer: loaded {what} with strict=False; {len(missing)} model keys kept '
-                          f'their init ({", ".join(missing[:8])}{" ..." if len(missing) > 8 else ""}), '
-                          f'{len(unexpected)} checkpoint keys unused ({", ".join(unexpected[:8])}'
-                          f'{" ..." if len(unexpected) > 8 else ""})', logger='current', level=30)
 
     # -- forward ------------------------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
