@@ -4,10 +4,11 @@ The demo data come from the labelme 6.3.1 sdist (downloaded once into ``$MMSWIN_
 ``tools/prepare_demo_data.py``). Bars of the learning tests (only working training reaches them; an untrained model
 scores near 0 on both):
 
-* segmenter (tiny Swin + slim UperNet, 160x128, 200 iterations): mIoU > 80 on the training photos and the training
-  loss falls at least 4x from its first logged value.
-* detector (tiny Swin + slim Mask R-CNN, 320x240, 200 iterations): box AP > 0.5 on the training photos and the
-  training loss falls at least 3x.
+* segmenter (tiny Swin + slim UperNet, 192x144, 200 iterations): mIoU > 75 on the training photos (measured 80.7:
+  6 of the 7 classes present at IoU 88-98, the bottle -- 7x21 pixels at this scale -- not learned) and the training
+  loss falls at least 10x from its first logged value (measured 4.20 -> 0.17). Background everywhere scores ~8.
+* detector (tiny Swin + slim Mask R-CNN, 320x240, 100 iterations): box AP > 0.5 on the training photos (measured
+  0.870; mask AP 0.715) and the training loss falls at least 3x (measured 4.82 -> 0.62).
 """
 from __future__ import annotations
 
@@ -216,8 +217,8 @@ def test_segmenter_really_learns(demo_data, tmp_path):
     result, printed = _run_demo('seg', 'upernet_swin_tiny_overfit.py', tmp_path / 'seg')
     losses = _losses(result['log_dir'])
     print(f'segmenter: mIoU={result["metrics"]["mIoU"]} loss {losses[0]:.3f} -> {losses[-1]:.3f}')
-    assert result['metrics']['mIoU'] > 80, result['metrics']
-    assert losses[0] / losses[-1] >= 4, losses
+    assert result['metrics']['mIoU'] > 75, result['metrics']
+    assert losses[0] / losses[-1] >= 10, losses
     _check_overlays(result, printed)
     assert Path(result['checkpoint']).is_file()
 

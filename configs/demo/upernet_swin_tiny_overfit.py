@@ -1,6 +1,6 @@
 # "It really learns" (tests/test_demo.py, tests/test_resume.py): a tiny Swin (C=32, one block per stage) with a
 # slim UperNet overfits the 3 demo photos at 192x144 in a couple of minutes on 2 CPU cores. Only working training
-# reaches the bar the test sets (mIoU > 0.8 on the training photos; predicting background everywhere gives ~0.1).
+# reaches the bars the test sets (mIoU > 75 on the training photos, measured 80.7; background everywhere gives ~8).
 _base_ = './upernet_swin_t_demo.py'
 
 img_scale = (192, 144)  # (w, h), fixed: the 3 photos form one batch without random crops
