@@ -1,6 +1,6 @@
 """Run a trained detector or segmentor on images; save painted pictures and JSON predictions.
 
-    python tools/infer.py CONFIG CHECKPOINT IMAGE_OR_DIR [IMAGE_OR_DIR ...] [--out-dir outputs/infer]
+    python tools/infer.py CONFIG CHECKPOINT IMAGE_OR_DIR [IMAGE_OR_DIR ...] [--out-dir work_dirs/infer]
         [--device cpu] [--score-thr 0.3] [--opacity 0.5] [--cfg-options k=v ...]
 
 Writes, per image NAME:
@@ -162,7 +162,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('config', help='config file')
     parser.add_argument('checkpoint', help='trained checkpoint')
     parser.add_argument('images', nargs='+', help='image files or directories of images')
-    parser.add_argument('--out-dir', default='outputs/infer', help='where vis/ and preds/ are written')
+    parser.add_argument('--out-dir', default='work_dirs/infer', help='where vis/ and preds/ are written')
     parser.add_argument('--device', default=None, help='cuda:0 or cpu (default: cuda:0 when available)')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detection: paint instances scoring at least this (the JSON keeps all)')
