@@ -158,6 +158,39 @@ def test_parity_with_mmdet(mmdet_pair, size):
         assert _max_diff(ours(x), ref(x)) < ATOL
 
 
+def test_training_gradients_match_mmdet(mmdet_pair):
+    ref, ours = copy.deepcopy(mmdet_pair)
+    ref.train()
+    ours.train()
+    x = torch.randn(2, 3, 97, 131)
+    out_ref, out_ours = ref(x), ours(x)
+    assert _max_diff(out_ours, out_ref) < ATOL
+    weights = [torch.randn_like(o) for o in out_ref]
+    sum((o * w).sum() for o, w in zip(out_ref, weights)).backward()
+    sum((o * w).sum() for o, w in zip(out_ours, weights)).backward()
+    ref_params = dict(ref.named_parameters())
+    for name, p in ours.named_parameters():
+        expected = ref_params[name].grad
+        assert (p.grad - expected).abs().max() <= 1e-4 * expected.abs().max() + 1e-6, name
+
+
+def test_inference_mask_cache_follows_the_weights(mmdet_pair):
+    _, ours = mmdet_pair
+    model = copy.deepcopy(ours).eval()
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        first = model(x)
+        table = model.stages[0].blocks[1].attn.w_msa.relative_position_bias_table
+        table.add_(torch.randn_like(table))  # as an optimizer step or a checkpoint load would
+        second = model(x)
+        fresh = copy.deepcopy(model)
+        for module in fresh.modules():
+            if hasattr(module, '_mask_cache'):
+                module._mask_cache = None
+        assert _max_diff(second, fresh(x)) == 0
+    assert _max_diff(first, second) > 1e-3
+
+
 def test_parity_with_mmdet_tiny_arch_through_detector_checkpoint(tmp_path):
     ref = _randomize_(_mmdet(arch=dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))), seed=1)
     state = {f'backbone.{k}': v for k, v in ref.state_dict().items()}

@@ -11,6 +11,12 @@ Memory is measured per model in a fresh subprocess:
     it also counts allocator slack, alike for every model.
   * CUDA: ``torch.cuda.max_memory_allocated`` during one training step minus the allocation before it.
 
+Weights: every model is re-initialised alike by module type (linear / conv weights truncated normal std 0.02,
+their biases normal std 0.02, LayerNorms 1 / 0, every other parameter normal std 0.02), so that no model runs on
+weights that favour it. Biases are not zero, as in trained checkpoints: with all-zero qkv biases the padded tokens
+of shifted windows attend to exact zeros and masked windows produce subnormal floats, which slow CPU matrix
+products by large factors, differently in each implementation.
+
 Cases are a table ``name -> builder``; a builder returns an ``nn.Module`` mapping ``(B, 3, H, W)`` to a tensor or a
 sequence of tensors. Add a case with ``@case('name')``; choose cases with ``--models``.
 
@@ -53,6 +59,13 @@ def case(name: str) -> Callable[[Callable[[], nn.Module]], Callable[[], nn.Modul
 def build_mmswin_swin_t() -> nn.Module:
     from mmswin.models.backbones.swin import SwinTransformer
     return SwinTransformer('tiny', drop_path_rate=DROP_PATH_RATE)
+
+
+@case('mmswin_swin_t_cp')
+def build_mmswin_swin_t_cp() -> nn.Module:
+    """with_cp=True: gradient checkpointing of every block (compare its peak memory with mmswin_swin_t)."""
+    from mmswin.models.backbones.swin import SwinTransformer
+    return SwinTransformer('tiny', drop_path_rate=DROP_PATH_RATE, with_cp=True)
 
 
 @case('mmdet_swin_t')
@@ -109,6 +122,27 @@ def build_shunted_s_official() -> nn.Module:
     return _Pyramid(module.build_reference('small', num_classes=0, drop_path_rate=DROP_PATH_RATE))
 
 
+@torch.no_grad()
+def reinit_(model: nn.Module, seed: int = 0) -> nn.Module:
+    """The same kind of weights for every case (see the module docstring)."""
+    gen = torch.Generator().manual_seed(seed)
+
+    def normal_(t: torch.Tensor) -> None:
+        t.copy_(torch.randn(t.shape, generator=gen).clamp_(-2, 2) * 0.02)
+
+    done = set()
+    for module in model.modules():
+        if isinstance(module, nn.LayerNorm):
+            if module.weight is not None:
+                module.weight.fill_(1.0)
+                module.bias.zero_()
+            done.update(id(p) for p in module.parameters(recurse=False))
+    for p in model.parameters():
+        if id(p) not in done:
+            normal_(p)
+    return model
+
+
 def _outputs(out: torch.Tensor | Sequence[torch.Tensor] | dict) -> list[torch.Tensor]:
     if isinstance(out, torch.Tensor):
         return [out]
@@ -136,7 +170,7 @@ def eval_step(model: nn.Module, x: torch.Tensor) -> None:
 
 def time_models(names: Sequence[str], args: argparse.Namespace) -> dict[str, dict[str, float]]:
     device = torch.device(args.device)
-    models = {n: CASES[n]().to(device) for n in names}
+    models = {n: reinit_(CASES[n]()).to(device) for n in names}
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     times: dict[str, dict[str, list[float]]] = {n: {'train': [], 'eval': []} for n in names}
     for mode, step in (('train', train_step), ('eval', eval_step)):
@@ -161,7 +195,8 @@ def _rss_bytes() -> int:
 def memory_worker(name: str, args: argparse.Namespace) -> None:
     """Print the peak memory growth (bytes) of one training step of ``name``, in this fresh process."""
     device = torch.device(args.device)
-    model = CASES[name]().to(device).train()
+    model = reinit_(CASES[name]()).to(device)
+    model.train()  # mmdet's train() returns None: no chaining
     x = torch.randn(args.batch, 3, args.size, args.size, device=device)
     if device.type == 'cuda':
         torch.cuda.synchronize(device)

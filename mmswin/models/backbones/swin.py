@@ -44,9 +44,6 @@ __all__ = [
     'detect_swin_layout', 'convert_swin_state_dict', 'official_to_unfold_order', 'unfold_to_official_order',
 ]
 
-# Value added to the attention logits of token pairs that the shifted-window mask separates (as the official
-# code, timm and mmdet do; finite, so reduced-precision autocast never produces NaNs).
-MASK_VALUE = -100.0
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -211,26 +208,67 @@ class _GatherTokens(torch.autograd.Function):
         return grad_x, None, None, None, None
 
 
+class _SplitHeads(torch.autograd.Function):
+    """``(B', N, 3, heads, d)`` qkv -> contiguous ``(B', heads, N, d)`` q (times ``scale``), k, v.
+
+    One pass each way: autograd's permute / unbind / contiguous would stack the three gradients and then copy them
+    back to the projection's layout.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, qkv: Tensor, scale: float) -> tuple[Tensor, Tensor, Tensor]:
+        ctx.scale = scale
+        views = qkv.permute(2, 0, 3, 1, 4)  # 3, B', heads, N, d (strided)
+        q = torch.mul(views[0], scale, out=torch.empty(views[0].shape, dtype=qkv.dtype, device=qkv.device))
+        return q, views[1].contiguous(), views[2].contiguous()
+
+    @staticmethod
+    def backward(ctx: Any, grad_q: Tensor, grad_k: Tensor, grad_v: Tensor) -> tuple[Tensor, None]:
+        b, heads, n, d = grad_q.shape
+        grad = torch.empty(b, n, 3, heads, d, dtype=grad_q.dtype, device=grad_q.device)
+        views = grad.permute(2, 0, 3, 1, 4)  # 3, B', heads, N, d
+        torch.mul(grad_q, ctx.scale, out=views[0])
+        views[1].copy_(grad_k)
+        views[2].copy_(grad_v)
+        return grad, None
+
+
 @dataclass(frozen=True)
 class WindowPlan:
-    """Everything one block needs to window a ``height x width`` map: built once per size, device, shift."""
+    """Everything the blocks need to window a ``height x width`` map: built once per size, shift and device.
 
-    gather: Tensor  # (nW*N,) source position of each window slot
-    scatter: Tensor  # (H*W,) window slot of each source position
-    pad_slots: Tensor | None  # (P,) padded slots, None when the map needs no padding
+    Attributes:
+        gather: ``(nW*N,)`` source position of each window slot.
+        scatter: ``(H*W,)`` window slot of each source position.
+        pad_slots: ``(P,)`` slots holding padding, None when the map needs none.
+        num_windows: ``nW`` per image.
+        mask: ``(nW, 1, N, N)`` bool, True where the shift mask separates two tokens; None without shift.
+        boundary: ``(nB,)`` the windows with any masked pair (the last row and column of windows), or None.
+        boundary_mask: ``(nB, 1, N, N)`` float, ``-inf`` where masked, else 0, or None.
+    """
+
+    gather: Tensor
+    scatter: Tensor
+    pad_slots: Tensor | None
     num_windows: int
-    mask: Tensor | None  # (nW, 1, N, N) bool, True = masked; None without shift
+    mask: Tensor | None
+    boundary: Tensor | None
+    boundary_mask: Tensor | None
 
     @classmethod
     def build(cls, height: int, width: int, window_size: int, shift_size: int, device: torch.device) -> 'WindowPlan':
         gather, scatter, pad_slots = window_token_index(height, width, window_size, shift_size)
-        mask = shift_window_mask(height, width, window_size, shift_size)[:, None] if shift_size else None
-        num_windows = gather.numel() // (window_size * window_size)
+        mask = boundary = boundary_mask = None
+        if shift_size:
+            mask = shift_window_mask(height, width, window_size, shift_size)[:, None]  # nW, 1, N, N
+            boundary = torch.nonzero(mask.flatten(1).any(1)).flatten()
+            boundary_mask = torch.zeros(mask[boundary].shape).masked_fill_(mask[boundary], float('-inf'))
+            mask, boundary, boundary_mask = mask.to(device), boundary.to(device), boundary_mask.to(device)
         return cls(gather.to(device), scatter.to(device), pad_slots.to(device) if pad_slots.numel() else None,
-                   num_windows, mask.to(device) if mask is not None else None)
+                   gather.numel() // (window_size * window_size), mask, boundary, boundary_mask)
 
     def partition(self, x: Tensor) -> Tensor:
-        """``(B, H*W, C)`` -> ``(B, nW*N, C)`` windows of the padded, shifted map."""
+        """``(B, H*W, C)`` -> ``(B, nW*N, C)`` windows of the padded, shifted map (padded tokens are zeros)."""
         return _GatherTokens.apply(x, self.gather, self.pad_slots, self.scatter, None)
 
     def reverse(self, windows: Tensor) -> Tensor:
@@ -242,7 +280,15 @@ class WindowPlan:
 # Attention
 # ----------------------------------------------------------------------------------------------------------------
 class WindowMSA(nn.Module):
-    """Multi-head self-attention inside windows, with a learned relative position bias.
+    """Multi-head self-attention inside (shifted) windows, with a learned relative position bias.
+
+    Works on whole ``(B, H*W, C)`` maps with a :class:`WindowPlan`: the windowing gather, the qkv projection, the
+    attention of all windows in one batched call, the inverse gather and the output projection -- which thus runs
+    on the ``H*W`` real tokens only, not on the padding (an exact rearrangement of mmdet's computation).
+
+    Without gradients (inference, frozen stages) the attention is ``F.scaled_dot_product_attention`` with the bias
+    and the shift mask folded into one additive mask, cached while the bias table is unchanged. With gradients it
+    is the explicit product, with the bias added in place and the shift mask only on the windows it touches.
 
     Args:
         embed_dims: channels ``C``.
@@ -259,12 +305,14 @@ class WindowMSA(nn.Module):
         self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.window_size = window_size
+        self.scale = (embed_dims // num_heads) ** -0.5
         self.attn_drop_rate = attn_drop_rate
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1) ** 2, num_heads))
         self.register_buffer('relative_position_index', relative_position_index(window_size), persistent=False)
         self.qkv = nn.Linear(embed_dims, 3 * embed_dims, bias=qkv_bias)
         self.proj = nn.Linear(embed_dims, embed_dims)
         self.proj_drop = nn.Dropout(proj_drop_rate) if proj_drop_rate > 0 else nn.Identity()
+        self._mask_cache: tuple[WindowPlan, tuple, Tensor] | None = None
 
     def position_bias(self) -> Tensor:
         """The relative position bias, ``(heads, N, N)``."""
@@ -272,29 +320,56 @@ class WindowMSA(nn.Module):
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]  # N*N, heads
         return bias.view(n, n, self.num_heads).permute(2, 0, 1)  # heads, N, N
 
-    def attention_mask(self, plan: WindowPlan, batch: int, dtype: torch.dtype) -> Tensor:
-        """Bias and shift mask folded into one additive mask of shape ``(B * nW, heads, N, N)``.
+    def fused_mask(self, plan: WindowPlan, batch: int, dtype: torch.dtype) -> Tensor:
+        """Bias and shift mask as one additive ``(B*nW, heads, N, N)`` mask (without gradient).
 
-        Without shift the bias is broadcast (an expanded view, no copy); with shift it is materialised once per
-        forward (the bias is a parameter, so it cannot be cached across steps).
+        Without shift it is the bias broadcast (an expanded view); with shift it is materialised and cached for the
+        last (plan, batch, dtype) while the bias table keeps its version.
         """
-        bias = self.position_bias().unsqueeze(0)  # 1, heads, N, N
+        table = self.relative_position_bias_table
+        bias = self.position_bias().unsqueeze(0).to(dtype)  # 1, heads, N, N
         n = bias.shape[-1]
         if plan.mask is None:
-            return bias.to(dtype).expand(batch * plan.num_windows, -1, -1, -1)  # B*nW, heads, N, N (view)
-        mask = torch.where(plan.mask, MASK_VALUE, bias)  # nW, heads, N, N
-        mask = mask.to(dtype).unsqueeze(0).expand(batch, -1, -1, -1, -1)  # B, nW, heads, N, N
-        return mask.reshape(batch * plan.num_windows, self.num_heads, n, n)  # B*nW, heads, N, N
+            return bias.expand(batch * plan.num_windows, -1, -1, -1)  # B*nW, heads, N, N (view)
+        key = (batch, dtype, table._version, table.data_ptr())
+        cache = self._mask_cache
+        if cache is not None and cache[0] is plan and cache[1] == key:
+            return cache[2]
+        mask = torch.where(plan.mask, float('-inf'), bias)  # nW, heads, N, N
+        mask = mask.unsqueeze(0).expand(batch, -1, -1, -1, -1).reshape(batch * plan.num_windows, -1, n, n)
+        self._mask_cache = (plan, key, mask)
+        return mask
 
-    def forward(self, windows: Tensor, attn_mask: Tensor) -> Tensor:
-        """``(B*nW, N, C)`` tokens and a ``(B*nW, heads, N, N)`` additive mask -> ``(B*nW, N, C)``."""
-        bw, n, c = windows.shape
-        qkv = self.qkv(windows).view(bw, n, 3, self.num_heads, c // self.num_heads)  # B*nW, N, 3, heads, d
-        q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each B*nW, heads, N, d (strided views)
-        x = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask,
-                                           dropout_p=self.attn_drop_rate if self.training else 0.0)
-        x = x.transpose(1, 2).reshape(bw, n, c)  # B*nW, N, C
-        return self.proj_drop(self.proj(x))
+    def _attend_explicit(self, q: Tensor, k: Tensor, v: Tensor, plan: WindowPlan, batch: int) -> Tensor:
+        """softmax(q k^T + bias + mask) v with autograd (``q`` pre-scaled); ``(B*nW, heads, N, d)`` in and out."""
+        attn = torch.matmul(q, k.transpose(-2, -1))  # B*nW, heads, N, N  (q is already scaled)
+        attn += self.position_bias().unsqueeze(0)  # broadcast over windows
+        if plan.boundary is not None:
+            _, heads, n, _ = attn.shape
+            boundary_mask = plan.boundary_mask.to(attn.dtype).unsqueeze(0).expand(batch, -1, heads, -1, -1)
+            attn.view(batch, plan.num_windows, heads, n, n).index_add_(1, plan.boundary, boundary_mask)
+        attn = attn.softmax(dim=-1)
+        if self.training and self.attn_drop_rate > 0:
+            attn = F.dropout(attn, self.attn_drop_rate)
+        return torch.matmul(attn, v)  # B*nW, heads, N, d
+
+    def forward(self, x: Tensor, plan: WindowPlan) -> Tensor:
+        """``(B, H*W, C)`` normalised tokens -> ``(B, H*W, C)``."""
+        b, _, c = x.shape
+        n = self.window_size * self.window_size
+        nw = plan.num_windows
+        qkv = self.qkv(plan.partition(x))  # B, nW*N, 3C (padded tokens are zeros before the projection)
+        qkv = qkv.view(b * nw, n, 3, self.num_heads, c // self.num_heads)  # B*nW, N, 3, heads, d
+        table = self.relative_position_bias_table
+        if torch.is_grad_enabled() and (qkv.requires_grad or table.requires_grad):
+            q, k, v = _SplitHeads.apply(qkv, self.scale)  # each B*nW, heads, N, d (contiguous; q scaled)
+            out = self._attend_explicit(q, k, v, plan, b)
+        else:
+            q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)  # each B*nW, heads, N, d (strided views)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=self.fused_mask(plan, b, q.dtype),
+                                                 dropout_p=self.attn_drop_rate if self.training else 0.0)
+        out = out.transpose(1, 2).reshape(b, nw * n, c)  # B, nW*N, C
+        return self.proj_drop(self.proj(plan.reverse(out)))  # B, H*W, C
 
 
 class ShiftWindowMSA(nn.Module):
@@ -315,12 +390,7 @@ class ShiftWindowMSA(nn.Module):
         self.drop = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
     def forward(self, x: Tensor, plan: WindowPlan) -> Tensor:
-        b, _, c = x.shape
-        windows = plan.partition(x)  # B, nW*N, C
-        n = self.window_size * self.window_size
-        mask = self.w_msa.attention_mask(plan, b, windows.dtype)  # B*nW, heads, N, N
-        out = self.w_msa(windows.view(b * plan.num_windows, n, c), mask)  # B*nW, N, C
-        return self.drop(plan.reverse(out.view(b, plan.num_windows * n, c)))  # B, H*W, C
+        return self.drop(self.w_msa(x, plan))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -389,6 +459,11 @@ class PatchMerging(nn.Module):
         super().__init__()
         self.norm = nn.LayerNorm(4 * in_channels) if norm else nn.Identity()
         self.reduction = nn.Linear(4 * in_channels, out_channels, bias=False)
+        # The gather is cheaper in position-major order (whole C-vectors are copied): the parameters, stored in
+        # Unfold order, are permuted to it at each call instead (a few kB).
+        c = in_channels
+        order = torch.arange(4 * c).view(c, 4).t().flatten()  # position-major slot -> Unfold channel
+        self.register_buffer('_position_major', order, persistent=False)
 
     def forward(self, x: Tensor, hw: tuple[int, int]) -> tuple[Tensor, tuple[int, int]]:
         """``(B, H*W, C)`` -> ``(B, ceil(H/2)*ceil(W/2), 2C)`` and the new size."""
@@ -398,9 +473,12 @@ class PatchMerging(nn.Module):
         if h % 2 or w % 2:
             x = F.pad(x, (0, 0, 0, w % 2, 0, h % 2))  # B, H', W', C
         h2, w2 = (h + 1) // 2, (w + 1) // 2
-        x = x.view(b, h2, 2, w2, 2, c).permute(0, 1, 3, 5, 2, 4)  # B, H/2, W/2, C, 2 (row), 2 (col)
-        x = x.reshape(b, h2 * w2, 4 * c)  # B, H/2*W/2, 4C  (Unfold order: c * 4 + row * 2 + col)
-        return self.reduction(self.norm(x)), (h2, w2)
+        x = x.view(b, h2, 2, w2, 2, c).permute(0, 1, 3, 2, 4, 5)  # B, H/2, W/2, 2 (row), 2 (col), C
+        x = x.reshape(b, h2 * w2, 4 * c)  # B, H/2*W/2, 4C  ((row * 2 + col) * C + c)
+        order = self._position_major
+        if isinstance(self.norm, nn.LayerNorm):
+            x = F.layer_norm(x, (4 * c,), self.norm.weight[order], self.norm.bias[order], self.norm.eps)
+        return F.linear(x, self.reduction.weight[:, order]), (h2, w2)
 
 
 class SwinStage(nn.Module):
