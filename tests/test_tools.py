@@ -261,6 +261,24 @@ def test_resume_does_not_need_the_pretrained_file(tmp_path, monkeypatch, data_di
         train_tool.check_inputs(train_tool.setup_cfg(args), args)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason='checks the message given on machines without CUDA')
+def test_amp_without_gpu_message():
+    args = train_tool.parse_args([osp.join(REPO, 'configs/upernet_swin_t_ade20k.py'), '--amp'])
+    with pytest.raises(SystemExit, match='--amp needs a CUDA GPU'):
+        train_tool.setup_cfg(args)
+
+
+def test_amp_and_auto_scale_lr_options(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    args = train_tool.parse_args([osp.join(REPO, 'configs/mask_rcnn_swin_s_fpn_3x_coco.py'), '--amp',
+                                  '--auto-scale-lr', '--resume'])
+    cfg = train_tool.setup_cfg(args)
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.loss_scale == 'dynamic'
+    assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=16)
+    assert cfg.resume is True and cfg.load_from is None
+    assert cfg.work_dir == osp.join('./work_dirs', 'mask_rcnn_swin_s_fpn_3x_coco')
+
+
 def test_data_check_unit(tmp_path):
     from mmswin.runtime_checks import find_missing_data
     cfg = Config(dict(train_dataloader=dict(dataset=dict(
