@@ -2,6 +2,7 @@
 tools/dist_train.sh, the missing-data and missing-pretrained messages, get_flops and benchmark_model."""
 from __future__ import annotations
 
+import glob
 import json
 import os
 import os.path as osp
@@ -348,6 +349,10 @@ def test_seg_train_resume_test_infer(tmp_path, data_dir, monkeypatch):
     test_tool.main([cfg_path, osp.join(work, 'iter_3.pth'), '--work-dir', str(tmp_path / 'test_work'),
                     '--out', out_dir])
     assert len([f for f in os.listdir(out_dir) if f.endswith('.png')]) == 2
+    # multi-scale + flip testing with the stock ADE20K tta_pipeline (ratios 0.5 ... 1.75, flip)
+    test_tool.main([cfg_path, osp.join(work, 'iter_3.pth'), '--work-dir', str(tmp_path / 'tta_work'), '--tta'])
+    metrics = [f for f in glob.glob(str(tmp_path / 'tta_work' / '*' / '*.json'))]
+    assert metrics and 'mIoU' in json.load(open(metrics[0]))
 
     records = infer.main([cfg_path, osp.join(work, 'iter_3.pth'), osp.join(ade, 'images', 'validation'),
                           '--out-dir', str(tmp_path / 'infer'), '--device', 'cpu'])
