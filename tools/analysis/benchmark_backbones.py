@@ -5,8 +5,8 @@ All timed models live in ONE process and are run interleaved (model A, B, C, A, 
 drifts hit every model alike; each number is the median over ``--repeats`` runs after ``--warmup`` runs.
 
 Memory is measured per model in a fresh subprocess:
-  * CPU: the growth of the resident set size during ONE training step (``ru_maxrss`` after the step minus the RSS
-    just before it, the model and input already resident): activations kept for backward, gradients, and the
+  * CPU: the growth of the resident set size during ONE training step (peak RSS ``VmHWM`` after the step minus the
+    RSS just before it, the model and input already resident): activations kept for backward, gradients, and the
     temporaries alive at the peak. glibc returns large freed blocks to the OS, so RSS follows live tensors closely;
     it also counts allocator slack, alike for every model.
   * CUDA: ``torch.cuda.max_memory_allocated`` during one training step minus the allocation before it.
@@ -192,6 +192,16 @@ def _rss_bytes() -> int:
         return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
+def _peak_rss_bytes() -> int:
+    """This process image's peak RSS (``VmHWM``). Not ``ru_maxrss``: Linux carries that across ``exec`` from the
+    forked parent, so a worker started by a large parent would report the parent's size."""
+    with open('/proc/self/status') as f:
+        for line in f:
+            if line.startswith('VmHWM:'):
+                return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
 def memory_worker(name: str, args: argparse.Namespace) -> None:
     """Print the peak memory growth (bytes) of one training step of ``name``, in this fresh process."""
     device = torch.device(args.device)
@@ -208,7 +218,7 @@ def memory_worker(name: str, args: argparse.Namespace) -> None:
     else:
         before = _rss_bytes()
         train_step(model, x)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before
+        peak = _peak_rss_bytes() - before
     print(json.dumps({'name': name, 'peak_bytes': peak}))
 
 

@@ -9,11 +9,16 @@ detection / segmentation weights were trained with: a feature map whose sides ar
 padded right / bottom with zeros *after* ``norm1`` and *before* the cyclic shift (padded tokens take part in the
 attention as keys, exactly as there), every second block is shifted by ``window_size // 2`` whatever the map size
 (also when the map fits in one window, unlike the classification code and timm), and odd sizes are padded at the
-bottom / right corner by the patch embedding and the patch merging.
+bottom / right corner by the patch embedding and the patch merging. Token pairs separated by the shift mask get
+``-inf`` where the official code adds ``-100``: their weight, ``exp(-100)`` relative to at least one unmasked pair,
+is below float32 resolution either way, and ``-inf`` gives exact zeros instead of subnormal numbers (which slow CPU
+matrix products severalfold when the qkv biases are zero, as at initialisation).
 
 Speed: window partition, cyclic shift, padding and their inverses are one gather each, driven by index tables that
-are built once per input size and cached (never saved); the relative position bias and the shift mask are folded
-into one additive mask for ``F.scaled_dot_product_attention``; there are no Python loops over windows.
+are built once per input size and cached (never saved); in inference the relative position bias and the shift
+mask are folded into one additive mask for ``F.scaled_dot_product_attention``; in training the bias is added in
+place and the shift mask only to the windows it touches; the output projection skips the padding; there are no
+Python loops over windows. See :class:`WindowMSA`.
 
 mmswin's own checkpoint layout is mmdet's (``stages.{i}.blocks.{j}.attn.w_msa.*``, ``ffn.layers.*``, the patch
 merging at the end of stage ``i`` in ``nn.Unfold`` channel order, output norms ``norm0..norm3``), so mmdet / mmseg
@@ -717,6 +722,15 @@ class SwinTransformer(BaseModule):
                 param.requires_grad_(False)
         if self.frozen_stages >= 0 and self.use_abs_pos_embed:
             self.absolute_pos_embed.requires_grad_(False)
+
+    def _apply(self, fn: Any, *args: Any, **kwargs: Any) -> 'SwinTransformer':
+        # .to() / .cuda() / .half(): drop the per-size tables and masks built for the old device or dtype.
+        for module in self.modules():
+            if isinstance(module, SwinStage):
+                module._plans.clear()
+            elif isinstance(module, WindowMSA):
+                module._mask_cache = None
+        return super()._apply(fn, *args, **kwargs)
 
     def train(self, mode: bool = True) -> 'SwinTransformer':
         """Set the mode, keeping the frozen parts (see ``frozen_stages``) in eval mode."""
