@@ -855,7 +855,8 @@ SWIN_LAYOUTS = {
     'official': 'Microsoft Swin-Transformer release (layers.*, merging at the end of stage i, position-major order)',
     'timm': 'timm swin_* (layers.*, merging at the start of stage i+1, position-major order)',
     'mmdet': 'mmdet / mmseg detector or segmentor, or mmswin (stages.*, Unfold order, output norms norm0..)',
-    'mmpretrain': 'mmpretrain / mmdet-converted ImageNet classifier (stages.*, Unfold order, final norm only)',
+    'mmpretrain': 'ImageNet classifier in stages naming: mmpretrain, or converted by mmdet or by mmswin '
+                  '(stages.*, Unfold order, final norm only)',
 }
 _DERIVED = re.compile(r'(^|\.)(relative_position_index|attn_mask|relative_coords_table)$')
 
