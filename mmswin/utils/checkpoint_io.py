@@ -53,6 +53,11 @@ def mmengine_safe_globals() -> list[Any]:
 
 _installed = False
 
+# What torch's weights-only unpickler (and _history_buffer_getattr) say when they refuse an object, as opposed to
+# failing on bytes that are no pickle at all.
+_REFUSAL_MARKERS = ('Unsupported global', 'unsupported GLOBAL', 'unrecognized function', 'Can only create new object',
+                    'Can only build', 'refused getattr')
+
 
 def install_safe_checkpoint_loading() -> None:
     """Allow-list mmengine's checkpoint contents and make mmengine's local loader refuse unsafe files clearly.
@@ -93,9 +98,9 @@ def safe_torch_load(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
     except pickle.UnpicklingError as err:
         try:
             unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
-        except Exception:  # not a zip checkpoint: the message of torch says why
+        except Exception:  # not a zip checkpoint
             unsafe = []
-        if not unsafe and 'Weights only load failed' not in str(err):
+        if not unsafe and not any(marker in str(err) for marker in _REFUSAL_MARKERS):
             raise ValueError(f'{path!r} is not a readable torch checkpoint: {err}') from None
         raise UnsafeCheckpointError(
             f'refused to load {path!r}: it refers to {", ".join(unsafe) or "objects"} outside the allow-list of '
