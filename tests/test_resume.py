@@ -99,6 +99,27 @@ def test_atomic_write_killed_before_rename_keeps_old_file(tmp_path):
     assert not list(tmp_path.glob('.*.tmp-*'))
 
 
+def test_deferred_removals_keep_old_files_until_the_new_one_is_written(tmp_path):
+    """How AtomicCheckpointHook replaces the best checkpoint: mmengine deletes the old one first."""
+    from mmswin.engine.atomic_io import AtomicLocalBackend
+    backend = AtomicLocalBackend()
+    old_best, same_name = tmp_path / 'best_iter_2.pth', tmp_path / 'best_iter_4.pth'
+    old_best.write_bytes(b'old')
+    same_name.write_bytes(b'stale')
+    with pytest.raises(RuntimeError):
+        with backend.deferred_removals():
+            backend.remove(old_best)
+            raise RuntimeError('the save failed')
+    assert old_best.read_bytes() == b'old', 'kept: the new best was never written'
+    with backend.deferred_removals():
+        backend.remove(old_best)
+        assert old_best.exists(), 'still there while the new file is being written'
+        backend.remove(same_name)
+        backend.put(b'new', same_name)  # rewritten after the removal was asked for
+    assert not old_best.exists()
+    assert same_name.read_bytes() == b'new'
+
+
 # --------------------------------------------------------------------------------------------- toy training
 
 TOY = textwrap.dedent('''
