@@ -2,7 +2,8 @@
 """The main job, out of the box: prepare a small real data set, train, evaluate, write prediction overlays.
 
     python tools/run_demo.py --task seg   # UperNet + Swin-T, mIoU        (configs/demo/upernet_swin_t_demo.py)
-    python tools/run_demo.py --task det   # Mask R-CNN + Swin-T, box / mask AP (configs/demo/mask_rcnn_swin_t_fpn_demo.py)
+    python tools/run_demo.py --task det   # Mask R-CNN + Swin-T, box / mask AP
+                                          # (configs/demo/mask_rcnn_swin_t_fpn_demo.py)
 
 Steps: (1) ``tools/prepare_demo_data.py`` (downloads the labelme 6.3.1 sdist once, ~14 MB, and converts its three
 annotated PASCAL VOC photos into ``data/demo_ade`` / ``data/demo_coco``); (2) trains with mmengine's Runner (progress
