@@ -4,9 +4,11 @@
 # What differs from the recipe, so that it ends in about 10 minutes on 2 CPU cores:
 # * random initialisation (init_cfg=None): no ImageNet weights can be downloaded here;
 # * images resized to fit 640x384 (recipe: 1333x800);
-# * 30 epochs of the 3 photos at batch 2 (60 iterations; recipe: 12 epochs of COCO at batch 16), lr 4e-4 (recipe:
-#   1e-4, for ImageNet-initialised weights) with a 10-iteration warm-up, a step at epoch 25, gradient clipping;
+# * 50 epochs of the 3 photos at batch 2 (100 iterations; recipe: 12 epochs of COCO at batch 16), lr 4e-4 (recipe:
+#   1e-4, for ImageNet-initialised weights) with a 10-iteration warm-up, a step at epoch 40, gradient clipping;
 # * the same 3 photos are the training and the validation set: box / mask AP measure fit, not generalisation.
+# Measured on 2 CPU cores shared with other jobs: ~4.2 s per iteration; a 30-epoch run took 287 s end to end (box AP
+# 0.592, mask AP 0.507); 50 epochs project to ~8 minutes.
 # Run it with `python tools/run_demo.py --task det` (prepares the data, trains, evaluates, writes overlays).
 _base_ = '../mask_rcnn_swin_t_fpn_1x_coco.py'
 
@@ -21,7 +23,7 @@ palette = [(128, 0, 0), (0, 128, 0), (128, 128, 0), (0, 0, 128), (128, 0, 128), 
 metainfo = dict(classes=classes, palette=palette)
 num_classes = 20
 img_scale = (640, 384)
-max_epochs = 30
+max_epochs = 50
 
 model = dict(
     backbone=dict(drop_path_rate=0.1, init_cfg=None),
@@ -56,7 +58,7 @@ train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval
 optim_wrapper = dict(optimizer=dict(lr=4e-4), clip_grad=dict(max_norm=5.0))
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=10),
-    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[25], gamma=0.1),
+    dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[40], gamma=0.1),
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),

@@ -3,9 +3,11 @@
 # What differs from the recipe, so that it ends in about 10 minutes on 2 CPU cores:
 # * random initialisation (init_cfg=None): no ImageNet weights can be downloaded here;
 # * images resized to a short side of ~256 (recipe: 512), 256x256 crops (recipe: 512x512);
-# * 60 iterations of batch 2 (recipe: 160k of batch 16), lr 5e-4 (recipe: 6e-5, for ImageNet-initialised weights)
+# * 150 iterations of batch 2 (recipe: 160k of batch 16), lr 5e-4 (recipe: 6e-5, for ImageNet-initialised weights)
 #   with a 10-iteration warm-up, poly decay, gradient clipping at norm 1;
 # * the same 3 photos are the training and the validation set: mIoU measures fit, not generalisation.
+# Measured on 2 CPU cores shared with other jobs: ~3.1 s per iteration; a 60-iteration run took 206 s end to end
+# (mIoU 38.6); 150 iterations project to ~8.5 minutes.
 # Run it with `python tools/run_demo.py --task seg` (prepares the data, trains, evaluates, writes overlays).
 _base_ = '../upernet_swin_t_ade20k.py'
 
@@ -22,7 +24,7 @@ metainfo = dict(classes=classes, palette=palette)
 num_classes = 21
 crop_size = (256, 256)
 img_scale = (1024, 256)
-max_iters = 60
+max_iters = 150
 
 model = dict(
     data_preprocessor=dict(size=crop_size),
@@ -67,7 +69,7 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5, log_metric_by_epoch=False),
-    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=20, max_keep_ckpts=2, save_last=True))
+    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=50, max_keep_ckpts=2, save_last=True))
 custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='DataCheckHook', level='decode')]
 randomness = dict(seed=0)
 auto_scale_lr = dict(enable=False, base_batch_size=2)
