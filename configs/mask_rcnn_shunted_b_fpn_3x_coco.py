@@ -12,3 +12,6 @@ _base_ = [
 pretrained = 'checkpoints/shunted_b.pth'
 
 model = dict(backbone=dict(arch='base', init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
+
+# Checkpoints are written to a temporary file, then renamed (mmswin.engine); interval etc. stay the schedule's.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

@@ -17,3 +17,6 @@ pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'
 model = dict(
     backbone=dict(arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[96, 192, 384, 768]))
+
+# Checkpoints are written to a temporary file, then renamed (mmswin.engine); interval etc. stay the schedule's.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

@@ -77,7 +77,11 @@ def test_config_contract(name):
     family, size, _ = _parts(name)
     cfg = load(name)
     assert cfg.default_scope == ('mmdet' if name.startswith('mask_rcnn') else 'mmseg')
-    assert cfg.custom_imports == dict(imports=['mmswin.models'], allow_failed_imports=False)
+    assert cfg.custom_imports == dict(imports=['mmswin.models', 'mmswin.engine'], allow_failed_imports=False)
+    # the safeguards also work with mmdet's / mmseg's own train.py
+    assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
+    assert cfg.default_hooks.checkpoint.interval == (1 if cfg.default_scope == 'mmdet' else 16000)
+    assert [h.type for h in cfg.custom_hooks] == ['NonFiniteLossHook', 'DataCheckHook']
     backbone = cfg.model.backbone
     assert backbone.type == {'swin': 'mmswin.SwinTransformer', 'shunted': 'mmswin.ShuntedTransformer'}[family]
     assert backbone.arch == ARCH[size]

@@ -22,6 +22,7 @@ if REPO_ROOT not in sys.path:
 
 import mmswin.models  # noqa: E402,F401  (registers the backbones; installs safe checkpoint loading)
 from mmswin import runtime_checks  # noqa: E402
+from mmswin.engine import enable_safeguards  # noqa: E402
 
 runtime_checks.ensure_external_config_lookup()  # `mmdet::` / `mmseg::` bases without pkg_resources
 
@@ -93,6 +94,8 @@ def setup_cfg(args: argparse.Namespace) -> Config:
     cfg.launcher = args.launcher
     if args.cfg_options is not None:
         cfg.merge_from_dict(args.cfg_options)
+    # Atomic checkpoints, a NaN / inf loss stop and data file checks, also for configs that do not list them.
+    enable_safeguards(cfg)
     scope = cfg.get('default_scope')
     if scope not in ('mmdet', 'mmseg'):
         raise SystemExit(f'{args.config}: default_scope must be "mmdet" or "mmseg", got {scope!r}')
