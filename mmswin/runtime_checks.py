@@ -20,6 +20,7 @@ from typing import Any, Iterator, Mapping
 __all__ = [
     'MissingPath', 'find_missing_data', 'missing_data_message', 'find_missing_pretrained',
     'missing_pretrained_message', 'PRETRAINED_SOURCES', 'adapt_distributed_to_cpu', 'drop_pretrained_init',
+    'load_tool_config', 'prepare_distributed',
 ]
 
 _DATALOADERS = {'train': 'train_dataloader', 'val': 'val_dataloader', 'test': 'test_dataloader'}
@@ -292,6 +293,40 @@ def _syncbn_to_bn(node: Any) -> None:
     elif isinstance(node, (list, tuple)):
         for value in node:
             _syncbn_to_bn(value)
+
+
+def load_tool_config(config: str, cfg_options: Mapping | None, launcher: str, work_dir: str | None) -> Any:
+    """The config as ``tools/train.py`` and ``tools/test.py`` run it (mmdet's / mmseg's conventions).
+
+    Loads ``config``, merges ``--cfg-options``, turns on mmswin's safeguards (atomic checkpoints, a NaN / inf loss
+    stop, data file checks) also for configs that do not list them, checks that ``default_scope`` names the task,
+    and sets ``work_dir``: command line > config > ``./work_dirs/CONFIG_NAME``.
+    """
+    from mmengine.config import Config
+
+    from mmswin.engine import enable_safeguards
+    cfg = Config.fromfile(config)
+    cfg.launcher = launcher
+    if cfg_options is not None:
+        cfg.merge_from_dict(cfg_options)
+    enable_safeguards(cfg)
+    scope = cfg.get('default_scope')
+    if scope not in ('mmdet', 'mmseg'):
+        raise SystemExit(f'{config}: default_scope must be "mmdet" (detection) or "mmseg" (segmentation), '
+                         f'got {scope!r}; inherit mmdet::_base_/default_runtime.py or mmseg::_base_/default_runtime.py')
+    if work_dir is not None:
+        cfg.work_dir = work_dir
+    elif cfg.get('work_dir', None) is None:
+        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
+    return cfg
+
+
+def prepare_distributed(cfg: Any) -> None:
+    """On machines without CUDA: adapt the config (:func:`adapt_distributed_to_cpu`) and, under torchrun, create
+    the gloo process group here, since mmengine's ``init_dist`` calls ``torch.cuda.set_device``; the Runner then
+    reuses the group."""
+    if adapt_distributed_to_cpu(cfg) and cfg.launcher == 'pytorch':
+        init_cpu_process_group(cfg.env_cfg.dist_cfg.backend)
 
 
 def init_cpu_process_group(backend: str = 'gloo') -> None:

@@ -22,7 +22,6 @@ if REPO_ROOT not in sys.path:
 
 import mmswin.models  # noqa: E402,F401  (registers the backbones; installs safe checkpoint loading)
 from mmswin import runtime_checks  # noqa: E402
-from mmswin.engine import enable_safeguards  # noqa: E402
 
 runtime_checks.ensure_external_config_lookup()  # `mmdet::` / `mmseg::` bases without pkg_resources
 
@@ -90,19 +89,8 @@ def _setup_det_tta(cfg: Config) -> None:
 
 
 def setup_cfg(args: argparse.Namespace) -> Config:
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    # Atomic checkpoints, a NaN / inf loss stop and data file checks, also for configs that do not list them.
-    enable_safeguards(cfg)
-    scope = cfg.get('default_scope')
-    if scope not in ('mmdet', 'mmseg'):
-        raise SystemExit(f'{args.config}: default_scope must be "mmdet" or "mmseg", got {scope!r}')
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = runtime_checks.load_tool_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    scope = cfg.default_scope
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
     cfg.load_from = args.checkpoint
@@ -135,8 +123,7 @@ def main(argv: list[str] | None = None) -> None:
         missing = runtime_checks.find_missing_data(cfg, ('test',))
         if missing:
             raise SystemExit(runtime_checks.missing_data_message(missing, args.config))
-    if runtime_checks.adapt_distributed_to_cpu(cfg) and cfg.launcher == 'pytorch':
-        runtime_checks.init_cpu_process_group(cfg.env_cfg.dist_cfg.backend)
+    runtime_checks.prepare_distributed(cfg)
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner

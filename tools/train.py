@@ -22,7 +22,6 @@ if REPO_ROOT not in sys.path:  # run from a checkout without `pip install -e .`
 
 import mmswin.models  # noqa: E402,F401  (registers the backbones; installs safe checkpoint loading for --resume)
 from mmswin import runtime_checks  # noqa: E402
-from mmswin.engine import enable_safeguards  # noqa: E402
 
 runtime_checks.ensure_external_config_lookup()  # `mmdet::` / `mmseg::` bases without pkg_resources
 
@@ -55,22 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def setup_cfg(args: argparse.Namespace) -> Config:
     """Load the config and apply the command-line options, as mmdet's / mmseg's train.py do."""
-    cfg = Config.fromfile(args.config)
-    cfg.launcher = args.launcher
-    if args.cfg_options is not None:
-        cfg.merge_from_dict(args.cfg_options)
-    # Atomic checkpoints, a NaN / inf loss stop and data file checks, also for configs that do not list them.
-    enable_safeguards(cfg)
-    scope = cfg.get('default_scope')
-    if scope not in ('mmdet', 'mmseg'):
-        raise SystemExit(f'{args.config}: default_scope must be "mmdet" (detection) or "mmseg" (segmentation), '
-                         f'got {scope!r}; inherit mmdet::_base_/default_runtime.py or mmseg::_base_/default_runtime.py')
-
-    # work_dir: command line > config > ./work_dirs/CONFIG_NAME
-    if args.work_dir is not None:
-        cfg.work_dir = args.work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(args.config))[0])
+    cfg = runtime_checks.load_tool_config(args.config, args.cfg_options, args.launcher, args.work_dir)
 
     if args.amp:
         import torch
@@ -125,18 +109,11 @@ def _latest_checkpoint(work_dir: str) -> str | None:
     return find_latest_checkpoint(work_dir) if osp.isdir(work_dir) else None
 
 
-def setup_distributed(cfg: Config) -> None:
-    """On machines without CUDA: gloo process group, DDP without device ids, BN instead of SyncBN."""
-    if runtime_checks.adapt_distributed_to_cpu(cfg) and cfg.launcher == 'pytorch':
-        # mmengine's init_dist calls torch.cuda.set_device; create the group here, the Runner then reuses it.
-        runtime_checks.init_cpu_process_group(cfg.env_cfg.dist_cfg.backend)
-
-
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     cfg = setup_cfg(args)
     check_inputs(cfg, args)
-    setup_distributed(cfg)
+    runtime_checks.prepare_distributed(cfg)
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner
