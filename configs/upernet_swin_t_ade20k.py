@@ -25,6 +25,3 @@ model = dict(
 train_dataloader = dict(batch_size=2)
 val_dataloader = dict(batch_size=1)
 test_dataloader = val_dataloader
-
-# Checkpoints are written to a temporary file, then renamed (mmswin.engine); interval etc. stay the schedule's.
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

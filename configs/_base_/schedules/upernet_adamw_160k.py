@@ -22,3 +22,6 @@ param_scheduler = [
 
 # mmseg's stock schedule has no auto_scale_lr entry; this enables --auto-scale-lr for the 16-image recipe.
 auto_scale_lr = dict(enable=False, base_batch_size=16)
+
+# Checkpoints are written to a temporary file, then renamed (mmswin.engine); interval etc. stay the stock schedule's.
+default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))
