@@ -367,3 +367,11 @@ def test_bf16_autocast_is_finite():
     loss.backward()
     assert all(torch.isfinite(t.float()).all() for t in outs)
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_explicit_attention_equals_sdpa():
+    """The float32 CUDA path (explicit products, which use TF32) computes what the fused kernel computes."""
+    from mmswin.models.backbones.shunted import explicit_attention
+    q, k, v = torch.randn(2, 4, 50, 16), torch.randn(2, 4, 13, 16), torch.randn(2, 4, 13, 16)
+    expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
+    assert torch.allclose(explicit_attention(q, k, v), expected, atol=1e-5)

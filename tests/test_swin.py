@@ -13,9 +13,9 @@ import torch.nn.functional as F
 
 import mmswin.models  # noqa: F401  (registers the backbones, installs safe loading)
 from mmswin.models.backbones.swin import (SWIN_ARCHS, SwinTransformer, convert_swin_state_dict, detect_swin_layout,
-                                          official_to_unfold_order, resize_relative_position_bias_table,
-                                          unfold_to_official_order, window_partition, window_reverse,
-                                          window_token_index)
+                                          masked_attention, official_to_unfold_order,
+                                          resize_relative_position_bias_table, shift_window_mask,
+                                          unfold_to_official_order, window_partition, window_reverse)
 from mmswin.models.checkpoint import CheckpointMismatchError
 from mmswin.registry import MODELS
 
@@ -112,30 +112,54 @@ def test_out_indices_and_tiny_shapes_at_224():
     assert not hasattr(model, 'norm0') and not hasattr(model, 'norm2')
 
 
-def test_window_token_index_matches_pad_roll_partition():
-    for (h, w), shift in [((13, 22), 3), ((14, 14), 0), ((3, 5), 3), ((7, 7), 3)]:
-        x = torch.randn(2, h, w, 4)
-        gather, scatter, pad = window_token_index(h, w, 7, shift)
-        hp, wp = -(-h // 7) * 7, -(-w // 7) * 7
-        ref = torch.roll(F.pad(x, (0, 0, 0, wp - w, 0, hp - h)), (-shift, -shift), (1, 2))
-        ref = window_partition(ref, 7).view(2, -1, 4)
-        got = x.view(2, h * w, 4)[:, gather]
-        got[:, pad] = 0
-        assert torch.equal(got, ref)
-        assert torch.equal(got[:, scatter], x.view(2, h * w, 4))
-        back = window_reverse(ref.view(-1, 49, 4), 7, hp, wp)
-        assert torch.equal(torch.roll(back, (shift, shift), (1, 2))[:, :h, :w], x)
+def _reference_shift_mask(h: int, w: int, ws: int, shift: int) -> torch.Tensor:
+    """mmdet's / the official region labelling with slices, as a reference for shift_window_mask."""
+    hp, wp = -(-h // ws) * ws, -(-w // ws) * ws
+    region = torch.zeros(1, hp, wp, 1)
+    bounds = (slice(0, -ws), slice(-ws, -shift), slice(-shift, None))
+    for i, h_slice in enumerate(bounds):
+        for j, w_slice in enumerate(bounds):
+            region[:, h_slice, w_slice, :] = 3 * i + j
+    region = window_partition(region, ws).squeeze(-1)  # nW, N
+    return region[:, None, :] != region[:, :, None]
 
 
-def test_caches_are_not_in_the_state_dict():
+@pytest.mark.parametrize('h,w', [(13, 22), (14, 14), (3, 5), (7, 7), (1, 1), (29, 8)])
+def test_shift_window_mask_matches_the_official_region_labels(h, w):
+    assert torch.equal(shift_window_mask(h, w, 7, 3), _reference_shift_mask(h, w, 7, 3))
+
+
+def test_window_partition_round_trip():
+    x = torch.randn(2, 14, 21, 4)
+    windows = window_partition(x, 7)
+    assert windows.shape == (12, 49, 4)
+    assert torch.equal(windows[1], x[0, :7, 7:14].reshape(49, 4))  # row-major window order
+    assert torch.equal(window_reverse(windows, 7, 14, 21), x)
+
+
+def test_masked_attention_cpu_training_path_equals_sdpa():
+    """The explicit products used on the CPU in training give SDPA's outputs and mask gradient."""
+    q, k, v = (torch.randn(6, 2, 49, 8, requires_grad=True) for _ in range(3))
+    bias = torch.randn(1, 2, 49, 49, requires_grad=True)
+    masked = (torch.rand(3, 1, 49, 49) < 0.3) & ~torch.eye(49, dtype=torch.bool)  # no row fully masked
+    mask = bias + torch.zeros(3, 1, 49, 49).masked_fill_(masked, float('-inf')).repeat(2, 1, 1, 1)
+    out = masked_attention(q, k, v, mask, 8 ** -0.5)  # explicit (grad enabled, CPU)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=8 ** -0.5)
+    assert torch.allclose(out, expected, atol=1e-5)
+    grads = torch.autograd.grad(out.sum(), (q, bias))
+    expected_grads = torch.autograd.grad(expected.sum(), (q, bias))
+    for g, e in zip(grads, expected_grads):
+        assert torch.allclose(g, e, atol=1e-4)
+
+
+def test_no_derived_tensor_in_the_state_dict():
     model = _small()
     keys = set(model.state_dict())
     with torch.no_grad():
         model(torch.randn(1, 3, 64, 64))
         model(torch.randn(1, 3, 50, 70))
     assert set(model.state_dict()) == keys
-    assert not any('relative_position_index' in k or 'mask' in k for k in keys)
-    assert len(model.stages[0]._plans) == 4  # two sizes x (shifted, regular)
+    assert not any('relative_position_index' in k or 'mask' in k or 'position_major' in k for k in keys)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -171,23 +195,6 @@ def test_training_gradients_match_mmdet(mmdet_pair):
     for name, p in ours.named_parameters():
         expected = ref_params[name].grad
         assert (p.grad - expected).abs().max() <= 1e-4 * expected.abs().max() + 1e-6, name
-
-
-def test_inference_mask_cache_follows_the_weights(mmdet_pair):
-    _, ours = mmdet_pair
-    model = copy.deepcopy(ours).eval()
-    x = torch.randn(1, 3, 64, 96)
-    with torch.no_grad():
-        first = model(x)
-        table = model.stages[0].blocks[1].attn.w_msa.relative_position_bias_table
-        table.add_(torch.randn_like(table))  # as an optimizer step or a checkpoint load would
-        second = model(x)
-        fresh = copy.deepcopy(model)
-        for module in fresh.modules():
-            if hasattr(module, '_mask_cache'):
-                module._mask_cache = None
-        assert _max_diff(second, fresh(x)) == 0
-    assert _max_diff(first, second) > 1e-3
 
 
 def test_parity_with_mmdet_tiny_arch_through_detector_checkpoint(tmp_path):

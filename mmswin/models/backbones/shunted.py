@@ -5,7 +5,8 @@ The network computes the official release's function on the official weights: th
 the released checkpoints' (``patch_embed1.conv.0.weight``, ``block3.5.attn.kv1.weight``, ``norm4.bias``), so an
 ImageNet file loads with nothing but its classifier ``head.*`` dropped, and the four pyramid levels are the outputs
 of the official per-stage norms ``norm1..norm4``. Differences from the official code are in speed only: both token
-aggregation branches and the last stage use ``F.scaled_dot_product_attention`` and the head split is done with views.
+aggregation branches and the last stage use ``F.scaled_dot_product_attention`` (see :func:`attention`) and the head
+split is done with views.
 
 Layout of this file: typed helpers -> attention -> MLP -> block -> embeddings -> model -> checkpoint conversion ->
 arch table.
@@ -27,6 +28,7 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from mmswin.models.backbones.base import compile_in_place
 from mmswin.models.checkpoint import CheckpointMismatchError, load_state_dict_strict, read_state_dict
 from mmswin.registry import MODELS
 
@@ -63,6 +65,24 @@ def merge_heads(x: Tensor) -> Tensor:
     """``(B, heads, N, d)`` -> ``(B, N, heads*d)``."""
     B, h, N, d = x.shape
     return x.transpose(1, 2).reshape(B, N, h * d)  # B, N, C
+
+
+def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
+    """``softmax(q k^T / sqrt(d)) v`` for ``(B, heads, N, d)`` queries and ``(B, heads, M, d)`` keys / values.
+
+    ``F.scaled_dot_product_attention`` (fused kernels, no ``N x M`` matrix kept), except for float32 CUDA tensors
+    when TF32 matrix products are allowed (``torch.backends.cuda.matmul.allow_tf32``): the fused float32 kernels
+    do not use TF32, so there the explicit products, which do, are faster.
+    """
+    if q.is_cuda and q.dtype == torch.float32 and torch.backends.cuda.matmul.allow_tf32:
+        return explicit_attention(q, k, v, dropout_p)
+    return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+
+
+def explicit_attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
+    """:func:`attention` as two matrix products and a softmax (the ``(B, heads, N, M)`` weights are materialised)."""
+    attn = torch.matmul(q * q.shape[-1] ** -0.5, k.transpose(-2, -1)).softmax(dim=-1)  # B, heads, N, M
+    return torch.matmul(F.dropout(attn, dropout_p) if dropout_p else attn, v)  # B, heads, N, d
 
 
 def _official_init(m: nn.Module) -> None:
@@ -140,8 +160,8 @@ class ShuntedAttention(nn.Module):
         k, v = kv(self.act(norm(xb))).split(half, dim=-1)  # B, Nb, C/2 each
         v = v + map_to_tokens(local_conv(tokens_to_map(v, hw_b)))[0]  # B, Nb, C/2
         heads = self.num_heads // 2
-        out = F.scaled_dot_product_attention(  # B, heads/2, N, d
-            q, split_heads(k, heads), split_heads(v, heads), dropout_p=self.attn_drop if self.training else 0.0)
+        out = attention(q, split_heads(k, heads), split_heads(v, heads),  # B, heads/2, N, d
+                        dropout_p=self.attn_drop if self.training else 0.0)
         return out.transpose(1, 2)  # B, N, heads/2, d
 
     def forward(self, x: Tensor, hw: HW) -> Tensor:
@@ -156,9 +176,8 @@ class ShuntedAttention(nn.Module):
             out = torch.cat([out1, out2], dim=2).view(B, N, C)  # B, N, heads, d -> B, N, C
         else:
             k, v = self.kv(x).split(C, dim=-1)  # B, N, C each
-            out = F.scaled_dot_product_attention(  # B, heads, N, d
-                q, split_heads(k, self.num_heads), split_heads(v, self.num_heads),
-                dropout_p=self.attn_drop if self.training else 0.0)
+            out = attention(q, split_heads(k, self.num_heads), split_heads(v, self.num_heads),  # B, heads, N, d
+                            dropout_p=self.attn_drop if self.training else 0.0)
             local = map_to_tokens(self.local_conv(tokens_to_map(v, hw)))[0]  # B, N, C
             out = merge_heads(out) + local
         return self.proj_drop(self.proj(out))
@@ -307,6 +326,8 @@ class ShuntedTransformer(BaseModule):
             ``0`` the stem ``patch_embed1``; ``k`` in 1..4 the patch embeddings, blocks and output norms of stages
             1..k (``patch_embed1..k``, ``block1..k``, ``norm1..k``). Default: -1.
         with_cp: gradient checkpointing of every block (saves memory, costs a recomputation). Default: False.
+        compile: ``True`` or a dict of ``torch.compile`` options: compile this backbone alone, in place (see
+            :func:`~mmswin.models.backbones.base.compile_in_place`). Default: False.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads an official ImageNet file (state dict at the
             top level or under ``model`` / ``state_dict``; ``head.*`` dropped) or an mmdet / mmseg checkpoint of
             this backbone (``backbone.`` prefix); every missing or unused key is an error unless ``strict=False``
@@ -316,7 +337,7 @@ class ShuntedTransformer(BaseModule):
     def __init__(self, arch: str | dict = 'tiny', in_channels: int = 3,
                  out_indices: Sequence[int] = (0, 1, 2, 3), qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1, norm_cfg: dict | None = None,
-                 norm_eval: bool = True, frozen_stages: int = -1, with_cp: bool = False,
+                 norm_eval: bool = True, frozen_stages: int = -1, with_cp: bool = False, compile: bool | dict = False,
                  init_cfg: dict | None = None) -> None:
         super().__init__(init_cfg=init_cfg)
         settings = _resolve_arch(arch)
@@ -364,6 +385,7 @@ class ShuntedTransformer(BaseModule):
         self.out_strides: tuple[int, ...] = tuple(strides[i] for i in self.out_indices)
         self.apply(_official_init)
         self._freeze_stages()
+        compile_in_place(self, compile)
 
     # -- freezing -----------------------------------------------------------------------------------------------
     def _frozen_modules(self) -> list[nn.Module]:
