@@ -269,12 +269,19 @@ def test_amp_without_gpu_message():
         train_tool.setup_cfg(args)
 
 
-def test_amp_and_auto_scale_lr_options(monkeypatch):
+@pytest.mark.parametrize('bf16', [True, False], ids=['bf16-gpu', 'fp16-gpu'])
+def test_amp_compile_and_auto_scale_lr_options(monkeypatch, bf16):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(torch.cuda, 'is_bf16_supported', lambda *a, **k: bf16)
     args = train_tool.parse_args([osp.join(REPO, 'configs/mask_rcnn_swin_s_fpn_3x_coco.py'), '--amp',
-                                  '--auto-scale-lr', '--resume'])
+                                  '--auto-scale-lr', '--resume', '--compile'])
     cfg = train_tool.setup_cfg(args)
-    assert cfg.optim_wrapper.type == 'AmpOptimWrapper' and cfg.optim_wrapper.loss_scale == 'dynamic'
+    assert cfg.optim_wrapper.type == 'AmpOptimWrapper'
+    if bf16:
+        assert cfg.optim_wrapper.dtype == 'bfloat16' and 'loss_scale' not in cfg.optim_wrapper
+    else:
+        assert cfg.optim_wrapper.loss_scale == 'dynamic' and 'dtype' not in cfg.optim_wrapper
+    assert cfg.compile is True
     assert cfg.auto_scale_lr == dict(enable=True, base_batch_size=16)
     assert cfg.resume is True and cfg.load_from is None
     assert cfg.work_dir == osp.join('./work_dirs', 'mask_rcnn_swin_s_fpn_3x_coco')

@@ -1,7 +1,7 @@
 """Train a detector (mmdet) or segmentor (mmseg) from an mmswin config.
 
     python tools/train.py configs/upernet_swin_t_ade20k.py [--work-dir DIR] [--resume [CKPT]] [--amp]
-        [--auto-scale-lr] [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
+        [--compile] [--auto-scale-lr] [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 
 The task follows from the config's ``default_scope`` (``mmdet`` or ``mmseg``). Before the Runner is built, a
 missing data set or pretrained file stops the run with a short message saying what to do, and distributed runs on
@@ -30,7 +30,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Train an mmswin detector or segmentor')
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models (default: work_dirs/CONFIG_NAME)')
-    parser.add_argument('--amp', action='store_true', help='enable automatic mixed-precision training')
+    parser.add_argument('--amp', action='store_true',
+                        help='automatic mixed precision: bfloat16 where the GPU supports it, else float16 with '
+                        'dynamic loss scaling')
+    parser.add_argument('--compile', action='store_true',
+                        help="torch.compile the whole model (mmengine's compile=True); to compile the backbone "
+                        'only, set model.backbone.compile=True instead')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by (total batch size / auto_scale_lr.base_batch_size)')
     parser.add_argument(
@@ -67,7 +72,13 @@ def setup_cfg(args: argparse.Namespace) -> Config:
             if optim_type != 'OptimWrapper':
                 raise SystemExit(f'--amp supports optim_wrapper.type OptimWrapper, the config has {optim_type!r}')
             cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+            if torch.cuda.is_bf16_supported():  # Ampere and newer: no overflow, no loss scaling needed
+                cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
+            else:
+                cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+    if args.compile:
+        cfg.compile = True
 
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):

@@ -4,11 +4,19 @@
 All timed models live in ONE process and are run interleaved (model A, B, C, A, B, C, ...) so that machine load
 drifts hit every model alike; each number is the median over ``--repeats`` runs after ``--warmup`` runs.
 
-Memory is measured per model in a fresh subprocess:
-  * CPU: the growth of the resident set size during ONE training step (peak RSS ``VmHWM`` after the step minus the
-    RSS just before it, the model and input already resident): activations kept for backward, gradients, and the
-    temporaries alive at the peak. glibc returns large freed blocks to the OS, so RSS follows live tensors closely;
-    it also counts allocator slack, alike for every model.
+What users run is measured: ``--device cuda``, ``--amp bf16`` / ``fp16`` (``torch.autocast`` around the forward, as
+mmengine's ``AmpOptimWrapper`` does) and ``--compile`` (every model through ``torch.compile``, first call timed
+separately as the compile time; the warm-up then runs the compiled code). The first model is compared with the
+faster peer of each mode, and the ratios are printed.
+
+Memory is measured per model in a fresh subprocess, on its first training step (with ``--compile``: on the
+second, the first compiles):
+  * CPU: the growth of the resident set size during the step (peak RSS ``VmHWM``, reset through
+    ``/proc/self/clear_refs``, minus the RSS just before the step, the model and input already resident):
+    activations kept for backward, gradients, and the temporaries alive at the peak. glibc returns large freed
+    blocks to the OS, so RSS follows live tensors closely; it also counts allocator slack, alike for every model.
+    After a compiling step, memory freed by it is reused without showing as growth: compiled CPU figures are
+    lower bounds, comparable between compiled models only.
   * CUDA: ``torch.cuda.max_memory_allocated`` during one training step minus the allocation before it.
 
 Weights: every model is re-initialised alike by module type (linear / conv weights truncated normal std 0.02,
@@ -20,13 +28,20 @@ products by large factors, differently in each implementation.
 Cases are a table ``name -> builder``; a builder returns an ``nn.Module`` mapping ``(B, 3, H, W)`` to a tensor or a
 sequence of tensors. Add a case with ``@case('name')``; choose cases with ``--models``.
 
-Example (on 2 shared CPU cores this takes a few minutes)::
+Examples::
 
+    # CPU eager, batch 2 at 512 (a few minutes on 2 cores)
     python tools/analysis/benchmark_backbones.py --models mmswin_swin_t mmdet_swin_t timm_swin_t --repeats 5
+    # CPU inductor, batch 2 at 384
+    python tools/analysis/benchmark_backbones.py --models mmswin_swin_t timm_swin_t --size 384 --compile
+    # GPU, bf16 autocast, compiled, batch 16 at 512 and batch 2 at 896x1344
+    python tools/analysis/benchmark_backbones.py --device cuda --amp bf16 --compile --batch 16 --size 512
+    python tools/analysis/benchmark_backbones.py --device cuda --amp bf16 --compile --batch 2 --size 896 1344
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -34,14 +49,13 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import torch
 from torch import nn
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+AMP_DTYPES = {'fp32': None, 'bf16': torch.bfloat16, 'fp16': torch.float16}
 
 CASES: dict[str, Callable[[], nn.Module]] = {}
 DROP_PATH_RATE = 0.1  # mmdet's default for Swin; the same for every Swin case
@@ -89,9 +103,9 @@ class _TimmFeatures(nn.Module):
 @case('timm_swin_t')
 def build_timm_swin_t() -> nn.Module:
     import timm
-    size = int(os.environ.get('BENCH_SIZE', '512'))
+    height, width = (int(v) for v in os.environ.get('BENCH_SIZE', '512x512').split('x'))
     return _TimmFeatures(timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, features_only=True,
-                                           img_size=size, drop_path_rate=DROP_PATH_RATE))
+                                           img_size=(height, width), drop_path_rate=DROP_PATH_RATE))
 
 
 class _Pyramid(nn.Module):
@@ -156,35 +170,65 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def train_step(model: nn.Module, x: torch.Tensor) -> None:
+@contextlib.contextmanager
+def autocast(device: torch.device, amp: str) -> Iterator[None]:
+    """``torch.autocast`` to the ``--amp`` dtype (nothing for fp32)."""
+    dtype = AMP_DTYPES[amp]
+    with torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext():
+        yield
+
+
+def train_step(model: nn.Module, x: torch.Tensor, amp: str = 'fp32') -> None:
     """One forward + backward; the loss touches every output so every output's graph is run backward."""
     model.zero_grad(set_to_none=True)
-    loss = sum(o.float().mean() for o in _outputs(model(x)))
+    with autocast(x.device, amp):
+        loss = sum(o.float().mean() for o in _outputs(model(x)))
     loss.backward()
 
 
 @torch.no_grad()
-def eval_step(model: nn.Module, x: torch.Tensor) -> None:
-    model(x)
+def eval_step(model: nn.Module, x: torch.Tensor, amp: str = 'fp32') -> None:
+    with autocast(x.device, amp):
+        model(x)
 
 
-def time_models(names: Sequence[str], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+STEPS = {'train': train_step, 'eval': eval_step}
+
+
+def build(name: str, args: argparse.Namespace) -> nn.Module:
+    """The case, re-initialised, on the device; compiled (lazily: on its first call) with ``--compile``."""
+    model = reinit_(CASES[name]()).to(args.device)
+    return torch.compile(model) if args.compile else model
+
+
+def _input(args: argparse.Namespace) -> torch.Tensor:
+    return torch.randn(args.batch, 3, *args.size, device=args.device)
+
+
+def time_models(names: Sequence[str], args: argparse.Namespace) -> tuple[dict, dict]:
+    """Median step times per model and mode, and the time of each first (compiling) call."""
     device = torch.device(args.device)
-    models = {n: reinit_(CASES[n]()).to(device) for n in names}
-    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
-    times: dict[str, dict[str, list[float]]] = {n: {'train': [], 'eval': []} for n in names}
-    for mode, step in (('train', train_step), ('eval', eval_step)):
+    models = {n: build(n, args) for n in names}
+    x = _input(args)
+    times: dict[str, dict[str, list[float]]] = {n: {mode: [] for mode in args.modes} for n in names}
+    first_call: dict[str, dict[str, float]] = {n: {} for n in names}
+    for mode in args.modes:
+        step = STEPS[mode]
         for m in models.values():
             m.train(mode == 'train')
-        for r in range(args.warmup + args.repeats):
+        for r in range(1 + args.warmup + args.repeats):
             for n, m in models.items():
                 _sync(device)
                 t0 = time.perf_counter()
-                step(m, x)
+                step(m, x, args.amp)
                 _sync(device)
-                if r >= args.warmup:
-                    times[n][mode].append(time.perf_counter() - t0)
-    return {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
+                elapsed = time.perf_counter() - t0
+                if r == 0:
+                    first_call[n][mode] = elapsed
+                elif r > args.warmup:
+                    times[n][mode].append(elapsed)
+    medians = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
+    return medians, first_call
 
 
 def _rss_bytes() -> int:
@@ -202,22 +246,31 @@ def _peak_rss_bytes() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _reset_peak_rss() -> None:
+    """Reset ``VmHWM`` to the current RSS (Linux >= 4.0), so that a compiling warm-up step does not count."""
+    with contextlib.suppress(OSError), open('/proc/self/clear_refs', 'w') as f:
+        f.write('5')
+
+
 def memory_worker(name: str, args: argparse.Namespace) -> None:
     """Print the peak memory growth (bytes) of one training step of ``name``, in this fresh process."""
     device = torch.device(args.device)
-    model = reinit_(CASES[name]()).to(device)
+    model = build(name, args)
     model.train()  # mmdet's train() returns None: no chaining
-    x = torch.randn(args.batch, 3, args.size, args.size, device=device)
+    x = _input(args)
+    if args.compile:
+        train_step(model, x, args.amp)  # warm-up: compiles (memory the step itself does not need)
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
         before = torch.cuda.memory_allocated(device)
-        train_step(model, x)
+        train_step(model, x, args.amp)
         torch.cuda.synchronize(device)
         peak = torch.cuda.max_memory_allocated(device) - before
     else:
         before = _rss_bytes()
-        train_step(model, x)
+        _reset_peak_rss()
+        train_step(model, x, args.amp)
         peak = _peak_rss_bytes() - before
     print(json.dumps({'name': name, 'peak_bytes': peak}))
 
@@ -226,9 +279,9 @@ def measure_memory(names: Sequence[str], args: argparse.Namespace) -> dict[str, 
     peaks = {}
     for name in names:
         cmd = [sys.executable, os.path.abspath(__file__), '--memory-worker', name, '--batch', str(args.batch),
-               '--size', str(args.size), '--device', args.device, '--threads', str(args.threads)]
-        env = dict(os.environ, BENCH_SIZE=str(args.size))
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
+               '--size', *map(str, args.size), '--device', args.device, '--threads', str(args.threads),
+               '--amp', args.amp] + (['--compile'] if args.compile else [])
+        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
         peaks[name] = json.loads(out.strip().splitlines()[-1])['peak_bytes']
     return peaks
 
@@ -238,46 +291,66 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--models', nargs='+', default=['mmswin_swin_t', 'mmdet_swin_t', 'timm_swin_t'],
                         choices=sorted(CASES), help='cases to compare; the first is compared with the others')
     parser.add_argument('--batch', type=int, default=2)
-    parser.add_argument('--size', type=int, default=512, help='square input side')
+    parser.add_argument('--size', type=int, nargs='+', default=[512], metavar='SIDE',
+                        help='input side (square) or height and width')
+    parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
+    parser.add_argument('--amp', choices=sorted(AMP_DTYPES), default='fp32',
+                        help='autocast dtype of the forward (backward follows), as AmpOptimWrapper does')
+    parser.add_argument('--compile', action='store_true', help='torch.compile every model (default options)')
+    parser.add_argument('--modes', nargs='+', choices=sorted(STEPS), default=['train', 'eval'])
     parser.add_argument('--repeats', type=int, default=5, help='timed runs per model and mode (median reported)')
-    parser.add_argument('--warmup', type=int, default=1)
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--warmup', type=int, default=1, help='untimed runs after the first call')
     parser.add_argument('--threads', type=int, default=0, help='torch threads (0: torch default)')
     parser.add_argument('--no-memory', action='store_true', help='skip the per-model memory subprocesses')
     parser.add_argument('--json', help='also write the results to this file')
     parser.add_argument('--memory-worker', help=argparse.SUPPRESS)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if len(args.size) not in (1, 2):
+        parser.error('--size takes one side or a height and a width')
+    args.size = (args.size[0], args.size[-1])
+    return args
+
+
+def report(args: argparse.Namespace, times: dict, first_call: dict, peaks: dict) -> str:
+    """The markdown table and the ratios of the first model against the faster peer of each mode."""
+    first, peers = args.models[0], args.models[1:]
+    h, w = args.size
+    lines = [f'# batch {args.batch} x 3 x {h} x {w}, {args.device}, {args.amp}, '
+             f'{"compiled" if args.compile else "eager"}, {torch.get_num_threads()} threads, median of '
+             f'{args.repeats} interleaved runs (torch {torch.__version__})',
+             '| model | ' + ' | '.join(f'{m} (ms)' for m in args.modes)
+             + (' | first call (s)' if args.compile else '') + ' | peak train memory (MiB) |',
+             '| --- ' * (len(args.modes) + 2 + bool(args.compile)) + '|']
+    for n in args.models:
+        mem = f'{peaks[n] / 2 ** 20:.0f}' if n in peaks else '-'
+        cells = [f'{times[n][m] * 1e3:.1f}' for m in args.modes]
+        if args.compile:
+            cells.append(' / '.join(f'{first_call[n][m]:.1f}' for m in args.modes))
+        lines.append(f'| {n} | ' + ' | '.join(cells) + f' | {mem} |')
+    for mode in args.modes if peers else ():
+        best = min(peers, key=lambda n: times[n][mode])
+        lines.append(f'{first} {mode}: {times[first][mode] / times[best][mode]:.2f}x the faster peer ({best})')
+    for n in peers:
+        if n in peaks and first in peaks and peaks[n] > 0:
+            lines.append(f'{first} peak train memory: {peaks[first] / peaks[n]:.2f}x {n}')
+    return '\n'.join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ['BENCH_SIZE'] = str(args.size)
+    os.environ['BENCH_SIZE'] = f'{args.size[0]}x{args.size[1]}'
     if args.threads:
         torch.set_num_threads(args.threads)
     if args.memory_worker:
         memory_worker(args.memory_worker, args)
         return 0
     torch.manual_seed(0)
-    times = time_models(args.models, args)
-    peaks = {} if args.no_memory else measure_memory(args.models, args)
-    first, peers = args.models[0], args.models[1:]
-    print(f'# batch {args.batch} x 3 x {args.size} x {args.size}, device {args.device}, '
-          f'{torch.get_num_threads()} threads, median of {args.repeats} interleaved runs')
-    print('| model | train fwd+bwd (s) | eval fwd (s) | peak train memory (MiB) |')
-    print('| --- | --- | --- | --- |')
-    for n in args.models:
-        mem = f'{peaks[n] / 2 ** 20:.0f}' if n in peaks else '-'
-        print(f'| {n} | {times[n]["train"]:.3f} | {times[n]["eval"]:.3f} | {mem} |')
-    if peers:
-        for mode in ('train', 'eval'):
-            best = min(peers, key=lambda n: times[n][mode])
-            print(f'{first} {mode}: {times[first][mode] / times[best][mode]:.2f}x the faster peer ({best})')
-        for n in peers:
-            if n in peaks and first in peaks:
-                print(f'{first} peak train memory: {peaks[first] / peaks[n]:.2f}x {n}')
+    times, first_call = time_models(args.models, args)
+    peaks = {} if args.no_memory or 'train' not in args.modes else measure_memory(args.models, args)
+    print(report(args, times, first_call, peaks))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(args=vars(args), times=times, peak_bytes=peaks), f, indent=2)
+            json.dump(dict(args=vars(args), times=times, first_call=first_call, peak_bytes=peaks), f, indent=2)
     return 0
 
 
