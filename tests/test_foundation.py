@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 import mmswin.models  # noqa: F401  (installs safe loading)
-from mmswin.models.checkpoint import (CheckpointMismatchError, load_state_dict_strict, read_state_dict)
+from mmswin.models.pretrained import (CheckpointMismatchError, load_state_dict_strict, read_state_dict)
 from mmswin.registry import MODELS
 from mmswin.utils.checkpoint_io import UnsafeCheckpointError, safe_torch_load
 

@@ -11,7 +11,7 @@ from torch import nn
 
 import mmswin.models  # noqa: F401  (registers the backbones, installs safe loading)
 from mmswin.models.backbones.shunted import (ShuntedTransformer, convert_shunted_checkpoint, infer_shunted_arch)
-from mmswin.models.checkpoint import CheckpointMismatchError
+from mmswin.models.pretrained import CheckpointMismatchError
 from mmswin.registry import MODELS
 from reference.shunted_official import build_reference, randomize_
 
@@ -23,7 +23,7 @@ def _pair(arch: str, seed: int = 0, **kwargs) -> tuple[nn.Module, ShuntedTransfo
     """A randomised official reference and our backbone loaded from its full state dict (classifier included)."""
     ref = randomize_(build_reference(arch), seed).eval()
     ours = ShuntedTransformer(arch, drop_path_rate=0.0, **kwargs)
-    ours.load_pretrained(ref.state_dict(), source='reference')
+    ours.load_pretrained(ref.state_dict())
     return ref, ours.eval()
 
 
@@ -224,14 +224,14 @@ def test_checkpoint_of_another_arch_names_arch_and_keys():
     small_sd = ShuntedTransformer('small').state_dict()
     model = ShuntedTransformer('tiny')
     with pytest.raises(CheckpointMismatchError) as err:
-        model.load_pretrained(small_sd, source='s.pth')
+        model.load_pretrained(small_sd)
     msg = str(err.value)
     assert "arch 'small'" in msg and "model is arch 'tiny'" in msg
     assert 'block3.11.mlp.fc2.weight' in msg and 'patch_embed1.conv.4.running_var' in msg
     assert 'patch_embed1.conv.3.weight: checkpoint (64, 64, 3, 3) vs model (64, 64, 2, 2)' in msg
     # strict=False loads what fits and keeps the rest
     before = model.state_dict()['patch_embed1.conv.3.weight'].clone()
-    model.load_pretrained(small_sd, source='s.pth', strict=False)
+    model.load_pretrained(small_sd, strict=False)
     assert torch.equal(model.state_dict()['block3.0.attn.q.weight'], small_sd['block3.0.attn.q.weight'])
     assert torch.equal(model.state_dict()['patch_embed1.conv.3.weight'], before)
 

@@ -16,7 +16,7 @@ from mmswin.models.backbones.swin import (SWIN_ARCHS, SwinTransformer, convert_s
                                           masked_attention, official_to_unfold_order,
                                           resize_relative_position_bias_table, shift_window_mask,
                                           unfold_to_official_order, window_partition, window_reverse)
-from mmswin.models.checkpoint import CheckpointMismatchError
+from mmswin.models.pretrained import CheckpointMismatchError
 from mmswin.registry import MODELS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -150,6 +150,28 @@ def test_masked_attention_cpu_training_path_equals_sdpa():
     expected_grads = torch.autograd.grad(expected.sum(), (q, bias))
     for g, e in zip(grads, expected_grads):
         assert torch.allclose(g, e, atol=1e-4)
+
+
+def test_an_mmseg_swin_config_works_with_only_the_type_changed(tmp_path):
+    """mmseg's stock Swin backbone dict (embed_dims / depths / num_heads / strides / qk_scale / act_cfg / norm_cfg
+    ...) builds our Swin-T with a deprecation warning; mmdet's ``pretrained=`` becomes the Pretrained init_cfg."""
+    from mmengine.config import Config
+    from mmswin.engine import setup_runtime
+    setup_runtime()
+    (tmp_path / 'user.py').write_text("_base_ = 'mmseg::_base_/models/upernet_swin.py'\n")
+    backbone = dict(Config.fromfile(str(tmp_path / 'user.py')).model.backbone, type='mmswin.SwinTransformer')
+    with pytest.warns(DeprecationWarning, match='embed_dims'):
+        model = MODELS.build(backbone)
+    assert model.arch == dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))
+    assert model.out_channels == (96, 192, 384, 768)
+    with pytest.warns(DeprecationWarning):
+        model = SwinTransformer(arch='base', depths=(2, 2, 2, 2), pretrained='x.pth')
+    assert model.arch['embed_dims'] == 128 and model.arch['depths'] == (2, 2, 2, 2)
+    assert model.init_cfg == dict(type='Pretrained', checkpoint='x.pth')
+    with pytest.raises(ValueError, match='qk_scale'), pytest.warns(DeprecationWarning):
+        SwinTransformer(arch=SMALL, qk_scale=0.1)
+    with pytest.raises(TypeError, match='drop_path_rat'):
+        SwinTransformer(arch=SMALL, drop_path_rat=0.1)
 
 
 def test_no_derived_tensor_in_the_state_dict():
@@ -293,7 +315,7 @@ def layouts(tmp_path_factory):
                                              ('mmseg', 'mmdet'), ('mmpretrain', 'mmpretrain'),
                                              ('mmswin', 'mmpretrain')])
 def test_every_layout_loads_strictly_to_the_same_weights(layouts, layout, detected):
-    from mmswin.models.checkpoint import read_state_dict
+    from mmswin.models.pretrained import read_state_dict
 
     path = layouts['files'][layout]
     assert detect_swin_layout(read_state_dict(path)) == detected
@@ -360,7 +382,7 @@ def test_checkpoint_errors(tmp_path, layouts):
     with pytest.raises(ValueError, match='not of a Swin Transformer'):
         _load(_small(), _save(dict(state_dict=resnet), tmp_path / 'resnet.pth'))
 
-    from mmswin.models.checkpoint import read_state_dict
+    from mmswin.models.pretrained import read_state_dict
     full = read_state_dict(layouts['files']['mmdet'])
     partial = {k: v for k, v in full.items() if k != 'stages.1.blocks.0.ffn.layers.1.weight'}
     partial['neck.extra'] = torch.zeros(1)

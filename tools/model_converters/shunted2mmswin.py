@@ -28,10 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
     from mmswin.models.backbones.shunted import (SHUNTED_ARCHS, ShuntedTransformer, convert_shunted_checkpoint,
                                                  infer_shunted_arch)
-    from mmswin.models.checkpoint import CheckpointMismatchError, read_state_dict
+    from mmswin.models.pretrained import CheckpointMismatchError, read_state_dict
 
     try:
         state = convert_shunted_checkpoint(read_state_dict(args.src), source=repr(args.src))
@@ -39,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         name = next((n for n, s in SHUNTED_ARCHS.items()
                      if len(n) > 1 and s['depths'] == arch['depths'] and s['num_conv'] == arch['num_conv']), None)
         model = ShuntedTransformer(arch=name or dict(arch))
-        model.load_pretrained(state, source=repr(args.src), strict=True)  # names every key that does not fit
+        model.load_pretrained(state, strict=True)  # names every key that does not fit
     except (CheckpointMismatchError, ValueError, OSError, pickle.UnpicklingError) as err:
         print(f'shunted2mmswin: error: {err}', file=sys.stderr)
         return 1

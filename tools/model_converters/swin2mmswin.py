@@ -33,9 +33,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..'))
     from mmswin.models.backbones.swin import SWIN_LAYOUTS, convert_swin_state_dict, detect_swin_layout
-    from mmswin.models.checkpoint import read_state_dict
+    from mmswin.models.pretrained import read_state_dict
 
     state = read_state_dict(args.src)
     layout = args.layout or detect_swin_layout(state)

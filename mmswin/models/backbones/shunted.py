@@ -22,17 +22,15 @@ import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
 from mmcv.cnn import build_norm_layer
-from mmengine.logging import print_log
-from mmengine.model import BaseModule
 from timm.layers import DropPath
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmswin.models.backbones.base import compile_in_place
-from mmswin.models.checkpoint import CheckpointMismatchError, load_state_dict_strict, read_state_dict
+from mmswin.models.backbones.base import PyramidBackbone, pop_renamed_arguments
+from mmswin.models.pretrained import CheckpointMismatchError
 from mmswin.registry import MODELS
 
-__all__ = ['ShuntedTransformer', 'ShuntedAttention', 'ShuntedMlp', 'ShuntedBlock', 'ShuntedStem', 'PatchEmbed',
+__all__ = ['ShuntedTransformer', 'ShuntedAttention', 'ShuntedMlp', 'ShuntedBlock', 'ShuntedStem', 'OverlapPatchEmbed',
            'convert_shunted_checkpoint', 'infer_shunted_arch', 'SHUNTED_ARCHS']
 
 HW = tuple[int, int]
@@ -119,22 +117,23 @@ class ShuntedAttention(nn.Module):
     With ``sr_ratio == 1`` a single ``kv`` linear serves all heads and ``local_conv(v)`` is added *after* attention.
 
     Args:
-        dim: channels ``C``.
+        embed_dims: channels ``C``.
         num_heads: heads; even when ``sr_ratio > 1``.
         sr_ratio: spatial reduction of branch 1 (1, or an even number). Default: 1.
         qkv_bias: bias of the ``q`` and ``kv`` linears. Default: True.
-        attn_drop: dropout on the attention probabilities. Default: 0.
-        proj_drop: dropout after ``proj``. Default: 0.
+        attn_drop_rate: dropout on the attention probabilities. Default: 0.
+        proj_drop_rate: dropout after ``proj``. Default: 0.
     """
 
-    def __init__(self, dim: int, num_heads: int, sr_ratio: int = 1, qkv_bias: bool = True, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0) -> None:
+    def __init__(self, embed_dims: int, num_heads: int, sr_ratio: int = 1, qkv_bias: bool = True,
+                 attn_drop_rate: float = 0.0, proj_drop_rate: float = 0.0) -> None:
         super().__init__()
-        self.dim = dim
+        dim = embed_dims
+        self.embed_dims = embed_dims
         self.num_heads = num_heads
         self.head_dim = dim // num_heads
         self.sr_ratio = sr_ratio
-        self.attn_drop = attn_drop
+        self.attn_drop_rate = attn_drop_rate
         self.q = nn.Linear(dim, dim, bias=qkv_bias)
         if sr_ratio > 1:
             self.act = nn.GELU()
@@ -150,18 +149,18 @@ class ShuntedAttention(nn.Module):
             self.kv = nn.Linear(dim, dim * 2, bias=qkv_bias)
             self.local_conv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
         self.proj = nn.Linear(dim, dim)
-        self.proj_drop = nn.Dropout(proj_drop)
+        self.proj_drop = nn.Dropout(proj_drop_rate)
 
     def _aggregated_branch(self, q: Tensor, x_map: Tensor, sr: nn.Conv2d, norm: nn.LayerNorm, kv: nn.Linear,
                            local_conv: nn.Conv2d) -> Tensor:
         """One aggregation branch: ``q (B, heads/2, N, d)``, ``x_map (B, C, H, W)`` -> ``(B, N, heads/2, d)``."""
-        half = self.dim // 2
+        half = self.embed_dims // 2
         xb, hw_b = map_to_tokens(sr(x_map))  # B, Nb, C;  Hb = floor(H / r)
         k, v = kv(self.act(norm(xb))).split(half, dim=-1)  # B, Nb, C/2 each
         v = v + map_to_tokens(local_conv(tokens_to_map(v, hw_b)))[0]  # B, Nb, C/2
         heads = self.num_heads // 2
         out = attention(q, split_heads(k, heads), split_heads(v, heads),  # B, heads/2, N, d
-                        dropout_p=self.attn_drop if self.training else 0.0)
+                        dropout_p=self.attn_drop_rate if self.training else 0.0)
         return out.transpose(1, 2)  # B, N, heads/2, d
 
     def forward(self, x: Tensor, hw: HW) -> Tensor:
@@ -177,7 +176,7 @@ class ShuntedAttention(nn.Module):
         else:
             k, v = self.kv(x).split(C, dim=-1)  # B, N, C each
             out = attention(q, split_heads(k, self.num_heads), split_heads(v, self.num_heads),  # B, heads, N, d
-                            dropout_p=self.attn_drop if self.training else 0.0)
+                            dropout_p=self.attn_drop_rate if self.training else 0.0)
             local = map_to_tokens(self.local_conv(tokens_to_map(v, hw)))[0]  # B, N, C
             out = merge_heads(out) + local
         return self.proj_drop(self.proj(out))
@@ -189,9 +188,9 @@ class ShuntedAttention(nn.Module):
 class DWConv(nn.Module):
     """3x3 depth-wise conv over a token map (kept as a module so the checkpoint key is ``mlp.dwconv.dwconv``)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, embed_dims: int) -> None:
         super().__init__()
-        self.dwconv = nn.Conv2d(dim, dim, 3, padding=1, groups=dim)
+        self.dwconv = nn.Conv2d(embed_dims, embed_dims, 3, padding=1, groups=embed_dims)
 
     def forward(self, x: Tensor, hw: HW) -> Tensor:
         return map_to_tokens(self.dwconv(tokens_to_map(x, hw)))[0]  # B, N, C
@@ -201,18 +200,18 @@ class ShuntedMlp(nn.Module):
     """``fc1 -> GELU(y + dwconv(y)) -> fc2`` with dropout after the activation and after ``fc2``.
 
     Args:
-        dim: input and output channels.
-        hidden_dim: channels of ``fc1``'s output.
-        drop: dropout rate. Default: 0.
+        embed_dims: input and output channels.
+        hidden_dims: channels of ``fc1``'s output.
+        drop_rate: dropout rate. Default: 0.
     """
 
-    def __init__(self, dim: int, hidden_dim: int, drop: float = 0.0) -> None:
+    def __init__(self, embed_dims: int, hidden_dims: int, drop_rate: float = 0.0) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(dim, hidden_dim)
-        self.dwconv = DWConv(hidden_dim)
+        self.fc1 = nn.Linear(embed_dims, hidden_dims)
+        self.dwconv = DWConv(hidden_dims)
         self.act = nn.GELU()
-        self.fc2 = nn.Linear(hidden_dim, dim)
-        self.drop = nn.Dropout(drop)
+        self.fc2 = nn.Linear(hidden_dims, embed_dims)
+        self.drop = nn.Dropout(drop_rate)
 
     def forward(self, x: Tensor, hw: HW) -> Tensor:
         y = self.fc1(x)  # B, N, hidden
@@ -228,24 +227,24 @@ class ShuntedBlock(nn.Module):
     on both branches.
 
     Args:
-        dim: channels.
+        embed_dims: channels.
         num_heads: attention heads.
-        mlp_ratio: hidden width of the MLP over ``dim``.
+        mlp_ratio: hidden width of the MLP over ``embed_dims``.
         sr_ratio: see :class:`ShuntedAttention`.
         qkv_bias: bias of ``q`` / ``kv``. Default: True.
-        drop: dropout after ``proj`` and in the MLP. Default: 0.
-        attn_drop: dropout on attention probabilities. Default: 0.
-        drop_path: stochastic depth rate. Default: 0.
+        drop_rate: dropout after ``proj`` and in the MLP. Default: 0.
+        attn_drop_rate: dropout on attention probabilities. Default: 0.
+        drop_path_rate: stochastic depth rate. Default: 0.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: int, sr_ratio: int, qkv_bias: bool = True,
-                 drop: float = 0.0, attn_drop: float = 0.0, drop_path: float = 0.0) -> None:
+    def __init__(self, embed_dims: int, num_heads: int, mlp_ratio: int, sr_ratio: int, qkv_bias: bool = True,
+                 drop_rate: float = 0.0, attn_drop_rate: float = 0.0, drop_path_rate: float = 0.0) -> None:
         super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = ShuntedAttention(dim, num_heads, sr_ratio, qkv_bias, attn_drop, drop)
-        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = ShuntedMlp(dim, int(dim * mlp_ratio), drop)
+        self.norm1 = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.attn = ShuntedAttention(embed_dims, num_heads, sr_ratio, qkv_bias, attn_drop_rate, drop_rate)
+        self.drop_path = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
+        self.norm2 = nn.LayerNorm(embed_dims, eps=1e-6)
+        self.mlp = ShuntedMlp(embed_dims, int(embed_dims * mlp_ratio), drop_rate)
 
     def forward(self, x: Tensor, hw: HW) -> Tensor:
         x = x + self.drop_path(self.attn(self.norm1(x), hw))
@@ -262,13 +261,14 @@ class ShuntedStem(nn.Module):
     Args:
         num_conv: extra 3x3 convs (0 / 1 / 2 for T / S / B).
         in_channels: image channels. Default: 3.
-        dim: output channels. Default: 64.
+        embed_dims: output channels. Default: 64.
         norm_cfg: the stem's norm layers, built by mmcv's ``build_norm_layer``. Default: ``dict(type='BN')``.
     """
 
-    def __init__(self, num_conv: int, in_channels: int = 3, dim: int = 64,
+    def __init__(self, num_conv: int, in_channels: int = 3, embed_dims: int = 64,
                  norm_cfg: dict | None = None) -> None:
         super().__init__()
+        dim = embed_dims
         norm_cfg = dict(type='BN', requires_grad=True) if norm_cfg is None else norm_cfg
         layers: list[nn.Module] = []
         for i in range(num_conv + 1):
@@ -284,13 +284,13 @@ class ShuntedStem(nn.Module):
         return self.norm(x), hw
 
 
-class PatchEmbed(nn.Module):
+class OverlapPatchEmbed(nn.Module):
     """Stages 2-4: ``proj`` 3x3/2 conv (padding 1, bias), then LayerNorm (eps 1e-5) over the tokens."""
 
-    def __init__(self, in_dim: int, dim: int) -> None:
+    def __init__(self, in_channels: int, embed_dims: int) -> None:
         super().__init__()
-        self.proj = nn.Conv2d(in_dim, dim, 3, stride=2, padding=1)
-        self.norm = nn.LayerNorm(dim, eps=1e-5)
+        self.proj = nn.Conv2d(in_channels, embed_dims, 3, stride=2, padding=1)
+        self.norm = nn.LayerNorm(embed_dims, eps=1e-5)
 
     def forward(self, x: Tensor) -> tuple[Tensor, HW]:
         x, hw = map_to_tokens(self.proj(x))  # B, H/2*W/2, C
@@ -301,7 +301,7 @@ class PatchEmbed(nn.Module):
 # model
 # ----------------------------------------------------------------------------------------------------------------
 @MODELS.register_module()
-class ShuntedTransformer(BaseModule):
+class ShuntedTransformer(PyramidBackbone):
     """Shunted Transformer backbone: four NCHW feature maps of strides 4 / 8 / 16 / 32.
 
     Level ``i`` is the output of the official stage norm ``norm{i+1}`` (64 / 128 / 256 / 512 channels for the paper's
@@ -328,17 +328,21 @@ class ShuntedTransformer(BaseModule):
         with_cp: gradient checkpointing of every block (saves memory, costs a recomputation). Default: False.
         compile: ``True`` or a dict of ``torch.compile`` options: compile this backbone alone, in place (see
             :func:`~mmswin.models.backbones.base.compile_in_place`). Default: False.
-        init_cfg: ``dict(type='Pretrained', checkpoint=PATH)`` loads an official ImageNet file (state dict at the
-            top level or under ``model`` / ``state_dict``; ``head.*`` dropped) or an mmdet / mmseg checkpoint of
-            this backbone (``backbone.`` prefix); every missing or unused key is an error unless ``strict=False``
-            is added. ``None``: the official random initialisation. Default: None.
+        init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` loads an official ImageNet file (state dict
+            at the top level or under ``model`` / ``state_dict``; ``head.*`` dropped) or an mmdet / mmseg checkpoint
+            of this backbone (``backbone.`` prefix) through :meth:`PyramidBackbone.init_weights`; every missing or
+            unused key is an error unless ``strict=False`` is added. ``None``: the official random initialisation.
+            Default: None.
+        in_chans: the official code's name of ``in_channels`` (deprecated).
     """
 
     def __init__(self, arch: str | dict = 'tiny', in_channels: int = 3,
                  out_indices: Sequence[int] = (0, 1, 2, 3), qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1, norm_cfg: dict | None = None,
                  norm_eval: bool = True, frozen_stages: int = -1, with_cp: bool = False, compile: bool | dict = False,
-                 init_cfg: dict | None = None) -> None:
+                 init_cfg: dict | None = None, **renamed: Any) -> None:
+        in_channels = pop_renamed_arguments('ShuntedTransformer', renamed, {'in_chans': 'in_channels'}).get(
+            'in_channels', in_channels)
         super().__init__(init_cfg=init_cfg)
         settings = _resolve_arch(arch)
         self.arch_settings = settings
@@ -368,7 +372,7 @@ class ShuntedTransformer(BaseModule):
         for i in range(4):
             dim = self.embed_dims[i]
             embed = ShuntedStem(self.num_conv, in_channels, dim, norm_cfg) if i == 0 else \
-                PatchEmbed(self.embed_dims[i - 1], dim)
+                OverlapPatchEmbed(self.embed_dims[i - 1], dim)
             blocks = nn.ModuleList(
                 ShuntedBlock(dim, settings['num_heads'][i], settings['mlp_ratios'][i], settings['sr_ratios'][i],
                              qkv_bias, drop_rate, attn_drop_rate, dpr[cur + j])
@@ -383,9 +387,7 @@ class ShuntedTransformer(BaseModule):
             dict(num_chs=self.embed_dims[i], reduction=strides[i], module=f'norm{i + 1}') for i in range(4)]
         self.out_channels: tuple[int, ...] = tuple(self.embed_dims[i] for i in self.out_indices)
         self.out_strides: tuple[int, ...] = tuple(strides[i] for i in self.out_indices)
-        self.apply(_official_init)
-        self._freeze_stages()
-        compile_in_place(self, compile)
+        self._finish_init(compile)
 
     # -- freezing -----------------------------------------------------------------------------------------------
     def _frozen_modules(self) -> list[nn.Module]:
@@ -396,72 +398,32 @@ class ShuntedTransformer(BaseModule):
             mods += [getattr(self, f'patch_embed{i}'), getattr(self, f'block{i}'), getattr(self, f'norm{i}')]
         return mods
 
-    def _freeze_stages(self) -> None:
-        for m in self._frozen_modules():
-            m.eval()
-            for p in m.parameters():
-                p.requires_grad = False
-
     def train(self, mode: bool = True) -> ShuntedTransformer:
         """Switch mode, keeping frozen parts and (with ``norm_eval``) the stem's batch norms in eval mode."""
         super().train(mode)
-        if mode:
-            for m in self._frozen_modules():
-                m.eval()
-            if self.norm_eval:
-                for m in self.patch_embed1.modules():
-                    if isinstance(m, _BatchNorm):
-                        m.eval()
+        if mode and self.norm_eval:
+            for m in self.patch_embed1.modules():
+                if isinstance(m, _BatchNorm):
+                    m.eval()
         return self
 
     # -- weights ------------------------------------------------------------------------------------------------
-    def init_weights(self) -> None:
-        """Official random init, or with ``init_cfg=dict(type='Pretrained', checkpoint=...)`` a strict load.
+    def _init_default_weights(self) -> None:
+        self.apply(_official_init)
 
-        Other entries of a list ``init_cfg`` are applied first by mmengine, the ``Pretrained`` one last.
-        """
-        cfgs = [] if self.init_cfg is None else \
-            list(self.init_cfg) if isinstance(self.init_cfg, (list, tuple)) else [self.init_cfg]
-        pretrained = [c for c in cfgs if isinstance(c, Mapping) and c.get('type') == 'Pretrained']
-        if not pretrained:
-            super().init_weights()
-            return
-        if len(pretrained) > 1:
-            raise ValueError(f'init_cfg has {len(pretrained)} Pretrained entries; give one')
-        cfg = pretrained[0]
-        unknown = set(cfg) - {'type', 'checkpoint', 'strict', 'prefix', 'map_location'}
-        if unknown or 'checkpoint' not in cfg:
-            raise ValueError(f"init_cfg=dict(type='Pretrained') takes checkpoint (required), strict, prefix and "
-                             f'map_location; got {sorted(cfg)}')
-        others = [c for c in cfgs if c is not cfg]
-        if others:
-            from mmengine.model import initialize
-            initialize(self, others)
-        checkpoint = cfg['checkpoint']
-        if isinstance(checkpoint, str) and '://' in checkpoint:
-            from mmengine.runner.checkpoint import CheckpointLoader
-            checkpoint = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-        state = read_state_dict(checkpoint, prefix=cfg.get('prefix', 'backbone.'))
-        self.load_pretrained(state, source=repr(cfg['checkpoint']), strict=cfg.get('strict', True))
-        self._is_init = True
-
-    def load_pretrained(self, state_dict: Mapping[str, Tensor], source: str = 'the checkpoint',
-                        strict: bool = True) -> None:
-        """Load an official / mmswin-layout state dict (``head.*`` dropped) strictly.
+    def convert_checkpoint(self, state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], str, list[str]]:
+        """Official / mmswin Shunted state dict -> this model (``head.*`` dropped); the layout names the arch found.
 
         Raises:
-            CheckpointMismatchError: not a Shunted state dict, another arch, or (``strict``) any missing / unused /
-                mis-shaped key.
+            CheckpointMismatchError: not a Shunted state dict (e.g. a Swin or ResNet one).
         """
-        state = convert_shunted_checkpoint(state_dict, source=source)
+        state = convert_shunted_checkpoint(state_dict)
         ckpt_arch = infer_shunted_arch(state)
         own = dict(depths=self.depths, num_conv=self.num_conv)
-        what = f'{source} (Shunted layout, {_describe_arch(ckpt_arch)})'
+        layout = f'Shunted, {_describe_arch(ckpt_arch)}'
         if ckpt_arch != own:
-            what += f' -- the model is {_describe_arch(own)}'
-        load_state_dict_strict(self, state, source=what, strict=strict,
-                               allowed_missing=('patch_embed1.conv.*.num_batches_tracked',))
-        print_log(f'ShuntedTransformer: loaded {what}', logger='current')
+            layout += f' -- the model is {_describe_arch(own)}'
+        return state, layout, ['patch_embed1.conv.*.num_batches_tracked']
 
     # -- forward ------------------------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:

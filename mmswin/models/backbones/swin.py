@@ -31,18 +31,17 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from mmengine.model import BaseModule
 from timm.layers import DropPath, trunc_normal_
 from torch import Tensor, nn
 
-from mmswin.models.backbones.base import compile_in_place
-from mmswin.models.checkpoint import load_state_dict_strict, read_state_dict
+from mmswin.models.backbones.base import PyramidBackbone
 from mmswin.registry import MODELS
 
 __all__ = [
@@ -462,7 +461,7 @@ def _resolve_arch(arch: str | Mapping[str, Any]) -> tuple[int, tuple[int, ...], 
 
 
 @MODELS.register_module()
-class SwinTransformer(BaseModule):
+class SwinTransformer(PyramidBackbone):
     """Swin Transformer backbone: a four-level pyramid of NCHW feature maps for FPN-style necks.
 
     Configs reach it as ``type='mmswin.SwinTransformer'`` with
@@ -505,8 +504,8 @@ class SwinTransformer(BaseModule):
         compile: ``True`` or a dict of ``torch.compile`` options: compile this backbone alone, in place (one graph,
             no break; automatic dynamic shapes across input sizes). See :func:`compile_in_place`. Default: False.
         init_cfg: ``None`` (random initialisation: truncated normal std 0.02 for linear layers, the bias tables and
-            the absolute embedding; ones / zeros for LayerNorms) or
-            ``dict(type='Pretrained', checkpoint=PATH_OR_URL, strict=True)``. The checkpoint layout (official
+            the absolute embedding; ones / zeros for LayerNorms) or ``dict(type='Pretrained',
+            checkpoint=PATH_OR_URL, strict=True)`` (see :meth:`PyramidBackbone.init_weights`). The layout (official
             Microsoft, timm, mmdet / mmseg detector or segmentor, mmpretrain, mmswin) is detected, converted to
             mmswin's, bias tables and the absolute embedding are resized to this model, and the load is strict:
             every key not filled and every key not used is reported in one :class:`CheckpointMismatchError`. Only
@@ -514,6 +513,11 @@ class SwinTransformer(BaseModule):
             final ``norm`` of official / timm checkpoints (the norm on the last stage's output) fills ``norm3``, as
             mmpretrain stores it. Classification heads are dropped. ``strict=False`` loads the fitting keys and
             logs the rest. Default: None.
+        **mmdet_arguments: the argument names of mmdet's / mmseg's ``SwinTransformer``, so that their configs work
+            with only ``type`` changed (each warns once, deprecated): ``embed_dims``, ``depths``, ``num_heads``
+            (they form ``arch``), ``pretrained`` (a path: ``init_cfg`` Pretrained), ``convert_weights`` (ignored:
+            every layout is converted), and ``strides``, ``qk_scale``, ``act_cfg``, ``norm_cfg``, accepted with
+            their default values only (``(patch_size, 2, 2, 2)``, None, GELU, LN).
 
     Attributes:
         out_channels: channels of each output, aligned with the returned tuple.
@@ -528,7 +532,8 @@ class SwinTransformer(BaseModule):
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1,
                  out_indices: Sequence[int] = (0, 1, 2, 3), use_abs_pos_embed: bool = False,
                  frozen_stages: int = -1, with_cp: bool = False, compile: bool | dict = False,
-                 init_cfg: dict | None = None) -> None:
+                 init_cfg: dict | None = None, **mmdet_arguments: Any) -> None:
+        arch, init_cfg = _from_mmdet_arguments(mmdet_arguments, arch, init_cfg, patch_size)
         embed_dims, depths, num_heads = _resolve_arch(arch)
         num_stages = len(depths)
         pretrain_hw = _pair(pretrain_img_size, 'pretrain_img_size')
@@ -549,8 +554,6 @@ class SwinTransformer(BaseModule):
         if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
             raise ValueError(f'frozen_stages must be an int in -1..{num_stages} (-1: nothing, 0: patch embedding, '
                              f'k: also stages 0..k-1), got {frozen_stages!r}')
-        if init_cfg is not None:
-            _check_init_cfg(init_cfg)
         super().__init__(init_cfg=init_cfg)
 
         self.arch = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads)
@@ -586,9 +589,7 @@ class SwinTransformer(BaseModule):
                              for i in range(num_stages)]
         self.out_channels = tuple(self.num_features[i] for i in out_indices)
         self.out_strides = tuple(strides[i] for i in out_indices)
-        self._init_default_weights()
-        self._freeze_stages()
-        compile_in_place(self, compile)
+        self._finish_init(compile)
 
     # -- freezing -------------------------------------------------------------------------------------------------
     def _frozen_modules(self) -> list[nn.Module]:
@@ -601,20 +602,10 @@ class SwinTransformer(BaseModule):
                 frozen.append(getattr(self, f'norm{i}'))
         return frozen
 
-    def _freeze_stages(self) -> None:
-        for module in self._frozen_modules():
-            module.eval()
-            for param in module.parameters():
-                param.requires_grad_(False)
+    def _frozen_parameters(self) -> Iterator[nn.Parameter]:
+        yield from super()._frozen_parameters()
         if self.frozen_stages >= 0 and self.use_abs_pos_embed:
-            self.absolute_pos_embed.requires_grad_(False)
-
-    def train(self, mode: bool = True) -> 'SwinTransformer':
-        """Set the mode, keeping the frozen parts (see ``frozen_stages``) in eval mode."""
-        super().train(mode)
-        for module in self._frozen_modules():
-            module.eval()
-        return self
+            yield self.absolute_pos_embed
 
     # -- weights --------------------------------------------------------------------------------------------------
     def _init_default_weights(self) -> None:
@@ -630,36 +621,6 @@ class SwinTransformer(BaseModule):
                 nn.init.zeros_(module.bias)
             elif isinstance(module, WindowMSA):
                 trunc_normal_(module.relative_position_bias_table, std=0.02)
-
-    def init_weights(self) -> None:
-        """Random initialisation, or ``init_cfg=dict(type='Pretrained', checkpoint=..., strict=True)``.
-
-        Raises:
-            ValueError: the file is not a checkpoint, or not of a Swin Transformer in a known layout.
-            CheckpointMismatchError: (``strict``) a key is missing, unexpected or of the wrong shape.
-        """
-        from mmengine.logging import MMLogger, print_log
-
-        cfg = self.init_cfg
-        if not isinstance(cfg, Mapping) or cfg.get('type') != 'Pretrained':
-            self._init_default_weights()
-            if cfg is not None:
-                super().init_weights()
-            self._is_init = True
-            return
-        checkpoint = cfg['checkpoint']
-        source = checkpoint
-        if isinstance(checkpoint, str) and '://' in checkpoint:
-            from mmengine.runner.checkpoint import CheckpointLoader
-            checkpoint = CheckpointLoader.load_checkpoint(checkpoint, map_location='cpu')
-        state = read_state_dict(checkpoint, prefix=cfg.get('prefix', 'backbone.'))
-        converted, layout, allowed_missing = self.convert_checkpoint(state)
-        kept = load_state_dict_strict(self, converted, source=f'{source!r} ({layout} layout)',
-                                      allowed_missing=allowed_missing, strict=cfg.get('strict', True))
-        logger = MMLogger.get_current_instance()
-        print_log(f'SwinTransformer: loaded {source!r} ({layout} layout)'
-                  + (f'; kept the initialisation of {", ".join(kept)}' if kept else ''), logger=logger)
-        self._is_init = True
 
     def convert_checkpoint(self, state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], str, list[str]]:
         """Convert a backbone state dict of any known layout to this model (pure: the input is not modified).
@@ -717,12 +678,46 @@ class SwinTransformer(BaseModule):
         return tuple(outs)
 
 
-def _check_init_cfg(init_cfg: Any) -> None:
-    if isinstance(init_cfg, Mapping) and init_cfg.get('type') == 'Pretrained':
-        unknown = set(init_cfg) - {'type', 'checkpoint', 'strict', 'prefix'}
-        if 'checkpoint' not in init_cfg or unknown:
-            raise ValueError("init_cfg=dict(type='Pretrained', checkpoint=PATH, strict=True, prefix='backbone.') "
-                             f'takes a checkpoint and only those keys; got {dict(init_cfg)!r}')
+_MMDET_DEFAULTS = dict(qk_scale=None, act_cfg=dict(type='GELU'), norm_cfg=dict(type='LN'))
+
+
+def _from_mmdet_arguments(kwargs: dict[str, Any], arch: str | Mapping[str, Any], init_cfg: Any,
+                          patch_size: int) -> tuple[str | Mapping[str, Any], Any]:
+    """mmdet's / mmseg's Swin arguments -> ``(arch, init_cfg)``; see ``**mmdet_arguments`` of SwinTransformer.
+
+    Raises:
+        TypeError: an argument that is neither ours nor mmdet's.
+        ValueError: an mmdet argument with a value this implementation does not provide.
+    """
+    if not kwargs:
+        return arch, init_cfg
+    names = ('embed_dims', 'depths', 'num_heads', 'pretrained', 'convert_weights', 'strides', *_MMDET_DEFAULTS)
+    unknown = sorted(set(kwargs) - set(names))
+    if unknown:
+        raise TypeError(f'SwinTransformer got unexpected keyword arguments {unknown}')
+    legacy = dict(kwargs)
+    warnings.warn(f'SwinTransformer: the mmdet / mmseg arguments {sorted(legacy)} are deprecated here; write '
+                  "arch=dict(embed_dims=..., depths=..., num_heads=...) and init_cfg=dict(type='Pretrained', "
+                  'checkpoint=...) (weights of every layout are converted without convert_weights)',
+                  DeprecationWarning, stacklevel=3)
+    arch_keys = {'embed_dims', 'depths', 'num_heads'} & set(legacy)
+    if arch_keys:
+        base = dict(SWIN_ARCHS[arch.lower()]) if isinstance(arch, str) and arch.lower() in SWIN_ARCHS else dict(arch)
+        arch = {**base, **{k: legacy[k] for k in arch_keys}}
+    for name, default in _MMDET_DEFAULTS.items():
+        value = legacy.get(name, default)
+        same = value == default if default is None else isinstance(value, Mapping) and value.get('type') == \
+            default['type'] and value.get('requires_grad', True)
+        if not same:
+            raise ValueError(f'SwinTransformer: {name}={value!r} is not supported (only {default!r})')
+    if 'strides' in legacy and tuple(legacy['strides']) != (patch_size, 2, 2, 2):
+        raise ValueError(f'SwinTransformer: strides={legacy["strides"]!r}; only (patch_size, 2, 2, 2) = '
+                         f'{(patch_size, 2, 2, 2)} is supported')
+    if legacy.get('pretrained') is not None:
+        if init_cfg is not None:
+            raise ValueError('SwinTransformer: give either pretrained= or init_cfg=, not both')
+        init_cfg = dict(type='Pretrained', checkpoint=legacy['pretrained'])
+    return arch, init_cfg
 
 
 # ----------------------------------------------------------------------------------------------------------------
