@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmswin.engine import DataCheckError, DataCheckHook, check_dataset, check_sample
+from mmswin.datasets import DataCheckError, check_dataset, check_sample
+from mmswin.engine import DataCheckHook
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / 'tools' / 'dataset_converters'))
@@ -131,7 +132,7 @@ def _seg_dataset(root: Path):
 def _fake_runner(dataset):
     import logging
     loop = SimpleNamespace(dataloader=SimpleNamespace(dataset=dataset))
-    return SimpleNamespace(_train_loop=loop, _val_loop=None, logger=logging.getLogger('test'))
+    return SimpleNamespace(train_loop=loop, val_loop=None, logger=logging.getLogger('test'))
 
 
 def test_seg_dataset_missing_label_map_via_hook(tmp_path):

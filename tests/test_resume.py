@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from mmswin.engine.atomic_io import PAUSE_ENV, atomic_write_text, remove_stale_temporaries
+from mmswin.engine.storage import PAUSE_ENV, atomic_write_text, remove_stale_temporaries
 from mmswin.utils.checkpoint_io import safe_torch_load
 
 REPO = Path(__file__).resolve().parents[1]
@@ -88,7 +88,7 @@ def _assert_same_checkpoint(a: Path, b: Path, atol: float = 1e-6) -> None:
 def test_atomic_write_killed_before_rename_keeps_old_file(tmp_path):
     target = tmp_path / 'last_checkpoint'
     atomic_write_text(target, 'old complete content')
-    code = f'from mmswin.engine.atomic_io import atomic_write_text; atomic_write_text({str(target)!r}, "new")'
+    code = f'from mmswin.engine.storage import atomic_write_text; atomic_write_text({str(target)!r}, "new")'
     proc = _run_until([sys.executable, '-c', code], 'mmswin-atomic-write: paused', _env(**{PAUSE_ENV: '60'}),
                       tmp_path)
     _kill(proc)
@@ -101,7 +101,7 @@ def test_atomic_write_killed_before_rename_keeps_old_file(tmp_path):
 
 def test_deferred_removals_keep_old_files_until_the_new_one_is_written(tmp_path):
     """How AtomicCheckpointHook replaces the best checkpoint: mmengine deletes the old one first."""
-    from mmswin.engine.atomic_io import AtomicLocalBackend
+    from mmswin.engine.storage import AtomicLocalBackend
     backend = AtomicLocalBackend()
     old_best, same_name = tmp_path / 'best_iter_2.pth', tmp_path / 'best_iter_4.pth'
     old_best.write_bytes(b'old')
@@ -128,8 +128,6 @@ TOY = textwrap.dedent('''
     from mmengine.model import BaseModel
     from mmengine.runner import Runner
     import mmswin.engine  # noqa: F401
-    from mmswin.utils.checkpoint_io import install_safe_checkpoint_loading
-    install_safe_checkpoint_loading()  # what `import mmswin.models` does: weights_only loading of mmengine files
 
     class Toy(BaseModel):
         def __init__(self):
@@ -207,7 +205,7 @@ def test_toy_killed_mid_iteration_resumes_and_matches(toy, tmp_path):
     assert _last(work).name == 'iter_6.pth'
     out = _run([sys.executable, str(script), str(work), '--resume'], _env(), tmp_path)
     assert 'resumed epoch: 0, iter: 6' in out
-    assert 'restored the random number generator state' in out
+    assert 'restored the torch random state of the checkpoint' in out
     _assert_same_checkpoint(reference / 'iter_8.pth', work / 'iter_8.pth')
 
 
@@ -243,20 +241,29 @@ def test_tiny_segmenter_killed_while_saving_resumes_equal(tmp_path):
 # ------------------------------------------------------------------------------------- safeguards in configs
 
 
-@pytest.mark.parametrize('config', ['upernet_swin_t_ade20k.py', 'mask_rcnn_swin_t_fpn_1x_coco.py'])
-def test_enable_safeguards_on_recipe_configs(config):
+@pytest.mark.parametrize('config', ['mmseg::upernet/upernet_r50_4xb4-80k_ade20k-512x512.py',
+                                    'mmdet::mask_rcnn/mask-rcnn_r50_fpn_1x_coco.py'])
+def test_enable_safeguards_on_stock_configs(config, tmp_path):
+    """A user's config without any of the safeguards gets all of them, its own settings kept."""
     from mmengine.config import Config
 
-    from mmswin.engine import enable_safeguards
-    cfg = Config.fromfile(str(REPO / 'configs' / config))
+    from mmswin.engine import enable_safeguards, setup_runtime
+    setup_runtime()
+    (tmp_path / 'user.py').write_text(f'_base_ = {config!r}\n')
+    cfg = Config.fromfile(str(tmp_path / 'user.py'))
+    assert cfg.default_hooks.checkpoint.type == 'CheckpointHook' and not cfg.get('custom_hooks')
+    assert 'custom_imports' not in cfg
     interval = cfg.default_hooks.checkpoint.interval
     enable_safeguards(enable_safeguards(cfg, data_check_level='exists'))  # idempotent
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     assert cfg.default_hooks.checkpoint.interval == interval
-    assert [h['type'] for h in cfg.custom_hooks].count('NonFiniteLossHook') == 1
-    assert [h for h in cfg.custom_hooks if h['type'] == 'DataCheckHook'] == [dict(type='DataCheckHook',
-                                                                                  level='exists')]
-    assert {'mmswin.models', 'mmswin.engine'} <= set(cfg.custom_imports.imports)
+    assert [h['type'] for h in cfg.custom_hooks] == ['NonFiniteLossHook', 'DataCheckHook']
+    assert cfg.custom_hooks[1] == dict(type='DataCheckHook', level='exists')
+    assert cfg.custom_imports.imports == ['mmswin.engine']
+    assert cfg.optim_wrapper.type == 'OptimWrapper'
+    cfg.custom_hooks[0]['action'] = 'skip'  # skipping non-finite steps needs the skipping optimizer wrapper
+    enable_safeguards(cfg)
+    assert cfg.optim_wrapper.type == 'SkipNonFiniteOptimWrapper'
 
 
 @pytest.mark.parametrize('config', sorted(p.name for p in (REPO / 'configs' / 'demo').glob('*.py')))

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-__all__ = ['DataCheckError', 'CHECK_LEVELS', 'image_size', 'check_sample', 'check_samples']
+__all__ = ['DataCheckError', 'CHECK_LEVELS', 'image_size', 'check_sample', 'check_samples', 'check_dataset']
 
 CHECK_LEVELS = ('exists', 'header', 'decode')
 _EXIF_SWAPS_SIDES = {5, 6, 7, 8}
@@ -142,3 +142,31 @@ def check_samples(infos: Iterable[Mapping], level: str = 'header', *, num_classe
         count += 1
     return count
 
+
+def _flatten_datasets(dataset) -> list:
+    """The leaf data sets behind mmengine / mmdet wrappers (ConcatDataset, RepeatDataset, ...)."""
+    if isinstance(getattr(dataset, 'datasets', None), (list, tuple)):
+        return [leaf for d in dataset.datasets for leaf in _flatten_datasets(d)]
+    if type(dataset).__name__ in ('RepeatDataset', 'ClassBalancedDataset', 'MultiImageMixDataset'):
+        return _flatten_datasets(dataset.dataset)
+    return [dataset]
+
+
+def check_dataset(dataset, level: str = 'header', logger=None, split: str = '') -> int:
+    """Check every sample of an mmengine data set (wrappers unwrapped); returns the number checked."""
+    total = 0
+    for leaf in _flatten_datasets(dataset):
+        if hasattr(leaf, 'full_init'):
+            leaf.full_init()
+        if not hasattr(leaf, 'get_data_info'):
+            continue
+        meta = getattr(leaf, 'metainfo', {}) or {}
+        classes = meta.get('classes')
+        source = getattr(leaf, 'ann_file', '') or getattr(leaf, 'data_prefix', {}).get('img_path', '')
+        source = f'{type(leaf).__name__} {split} set {source}'.strip()
+        total += check_samples((leaf.get_data_info(i) for i in range(len(leaf))), level,
+                               num_classes=len(classes) if classes and hasattr(leaf, 'reduce_zero_label') else None,
+                               reduce_zero_label=bool(getattr(leaf, 'reduce_zero_label', False)), source=source)
+    if logger is not None:
+        logger.info(f'DataCheckHook: {total} {split} samples checked (level {level!r}), all files fine')
+    return total

@@ -4,9 +4,11 @@ Write to a temporary file in the same folder, flush and fsync it, then ``os.repl
 POSIX and Windows within one file system) and fsync the folder. A process killed at any moment leaves at most a
 stray ``.<name>.tmp-<pid>`` file, which :func:`remove_stale_temporaries` cleans up.
 
-:class:`AtomicLocalBackend` is mmengine's local file backend with atomic ``put`` / ``put_text``; it is registered
-in ``mmengine.fileio`` as ``'mmswin_atomic_local'`` and reached with ``backend_args=dict(backend=ATOMIC_BACKEND)``
-(mmengine's own ``'local'`` backend is left untouched).
+:class:`AtomicLocalBackend` is mmengine's local file backend with atomic ``put`` / ``put_text``: the storage
+behind :class:`~mmswin.engine.hooks.AtomicCheckpointHook`. :func:`mmswin.engine.setup_runtime` registers it in
+``mmengine.fileio`` as ``'mmswin_atomic_local'``, reached with ``backend_args=dict(backend=ATOMIC_BACKEND)``
+(mmengine's own ``'local'`` backend is left untouched). A write that fails (a full disk: ``OSError``) removes its
+temporary file and leaves the target as it was.
 
 Testing hook: with ``MMSWIN_ATOMIC_WRITE_PAUSE=SECONDS[:PATTERN]`` in the environment, each atomic write whose
 target file name matches the glob ``PATTERN`` (default ``*``) prints ``mmswin-atomic-write: paused ...`` to stderr
@@ -25,7 +27,7 @@ from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path
 
-from mmengine.fileio.backends import LocalBackend, register_backend
+from mmengine.fileio.backends import LocalBackend
 
 __all__ = ['ATOMIC_BACKEND', 'PAUSE_ENV', 'atomic_write_bytes', 'atomic_write_text', 'remove_stale_temporaries',
            'AtomicLocalBackend']
@@ -155,5 +157,3 @@ class AtomicLocalBackend(LocalBackend):
                 if (stat.st_ino, stat.st_mtime_ns) == identity:
                     super().remove(path)
 
-
-register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)

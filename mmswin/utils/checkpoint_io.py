@@ -3,8 +3,11 @@
 torch >= 2.6 loads with ``weights_only=True``. mmengine 0.10.7 calls ``torch.load`` without the argument, so the
 checkpoints it saves itself (they pickle its ``MessageHub`` state: ``HistoryBuffer`` objects holding numpy arrays)
 fail to load with ``UnpicklingError`` -- ``--resume`` breaks. Instead of ``weights_only=False`` (which runs any code a
-file carries), we allow-list exactly the classes mmengine's own checkpoints contain, and we route mmengine's local
-checkpoint loading through :func:`safe_torch_load`, which turns a refused file into a clear error.
+file carries), :func:`safe_torch_load` allow-lists exactly the classes mmengine's own checkpoints contain, for its
+own call only (``torch.serialization.safe_globals``), and turns a refused file into a clear error.
+
+Nothing here changes process-wide state. Routing mmengine's own loader (``Runner`` resume, ``load_checkpoint``)
+through :func:`safe_torch_load` is part of :func:`mmswin.engine.setup_runtime`.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from typing import Any
 
 import torch
 
-__all__ = ['UnsafeCheckpointError', 'safe_torch_load', 'mmengine_safe_globals', 'install_safe_checkpoint_loading']
+__all__ = ['UnsafeCheckpointError', 'safe_torch_load', 'mmengine_safe_globals']
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
@@ -45,39 +48,17 @@ def mmengine_safe_globals() -> list[Any]:
 
     multiarray = np._core.multiarray if hasattr(np, '_core') else np.core.multiarray
     dtype_classes = [type(np.dtype(name)) for name in (
-        'float16', 'float32', 'float64', 'int8', 'int16', 'int32', 'int64', 'uint8', 'bool')]
+        'float16', 'float32', 'float64', 'int8', 'int16', 'int32', 'int64', 'uint8', 'uint16', 'uint32', 'uint64',
+        'bool')]
     # argparse.Namespace: the official Swin / Shunted / DeiT training scripts save their `args` beside the weights.
-    return [argparse.Namespace, HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype, *dtype_classes,
-            (_history_buffer_getattr, 'builtins.getattr')]
+    return [argparse.Namespace, HistoryBuffer, multiarray._reconstruct, multiarray.scalar, np.ndarray, np.dtype,
+            *dtype_classes, (_history_buffer_getattr, 'builtins.getattr')]
 
-
-_installed = False
 
 # What torch's weights-only unpickler (and _history_buffer_getattr) say when they refuse an object, as opposed to
 # failing on bytes that are no pickle at all.
 _REFUSAL_MARKERS = ('Unsupported global', 'unsupported GLOBAL', 'unrecognized function', 'Can only create new object',
                     'Can only build', 'refused getattr')
-
-
-def install_safe_checkpoint_loading() -> None:
-    """Allow-list mmengine's checkpoint contents and make mmengine's local loader refuse unsafe files clearly.
-
-    Idempotent. Called on ``import mmswin.models``, so any config with ``custom_imports=['mmswin.models']`` gets it.
-    """
-    global _installed
-    if _installed:
-        return
-    torch.serialization.add_safe_globals(mmengine_safe_globals())
-    from mmengine.runner.checkpoint import CheckpointLoader
-
-    @CheckpointLoader.register_scheme(prefixes='', force=True)
-    def _load_from_local(filename: str, map_location: Any) -> Any:
-        filename = os.path.expanduser(filename)
-        if not os.path.isfile(filename):
-            raise FileNotFoundError(f'{filename} can not be found.')
-        return safe_torch_load(filename, map_location=map_location)
-
-    _installed = True
 
 
 def safe_torch_load(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
@@ -92,9 +73,9 @@ def safe_torch_load(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint file not found: {path!r}')
-    install_safe_checkpoint_loading()
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(mmengine_safe_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         try:
             unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
