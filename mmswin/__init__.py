@@ -1,12 +1,10 @@
 """mmswin: Swin and Shunted Transformer backbones for OpenMMLab detection and segmentation.
 
-Importing this package stays light: models register on ``import mmswin.models``.
+The package, room by room (see README, "Architecture"): ``models`` (the backbones; importing it registers them
+and does nothing else), ``engine`` (hooks, optimizer wrappers, storage, and ``setup_runtime``), ``datasets``
+(data file checks), ``apis`` (what the command-line tools share), ``utils`` (safe checkpoint reading).
+Importing ``mmswin`` itself loads nothing heavy.
 """
-import warnings
-
 from .version import __version__
-
-# mmengine 0.10.7 finds `mmdet::` / `mmseg::` config bases through pkg_resources, which warns on every use.
-warnings.filterwarnings('ignore', message='pkg_resources is deprecated', category=UserWarning)
 
 __all__ = ['__version__']

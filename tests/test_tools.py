@@ -19,9 +19,10 @@ pytest.importorskip('mmseg')
 
 from mmengine.config import Config  # noqa: E402
 
-from mmswin import runtime_checks  # noqa: E402
+from mmswin import apis  # noqa: E402
+from mmswin.engine import setup_runtime  # noqa: E402
 
-runtime_checks.ensure_external_config_lookup()
+setup_runtime()
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(REPO, 'tools')
@@ -288,7 +289,7 @@ def test_amp_compile_and_auto_scale_lr_options(monkeypatch, bf16):
 
 
 def test_data_check_unit(tmp_path):
-    from mmswin.runtime_checks import find_missing_data
+    from mmswin.apis import find_missing_data
     cfg = Config(dict(train_dataloader=dict(dataset=dict(
         type='RepeatDataset', times=2,
         dataset=dict(type='CocoDataset', data_root=str(tmp_path), ann_file='a.json',
@@ -473,7 +474,7 @@ def test_shell_scripts_usage():
 
 
 def test_cpu_distributed_adaptation():
-    from mmswin.runtime_checks import adapt_distributed_to_cpu
+    from mmswin.apis import adapt_distributed_to_cpu
     cfg = Config(dict(launcher='pytorch', env_cfg=dict(dist_cfg=dict(backend='nccl')),
                       model=dict(head=dict(norm_cfg=dict(type='SyncBN', requires_grad=True)))))
     assert adapt_distributed_to_cpu(cfg, cuda_available=False)

@@ -20,20 +20,13 @@ import argparse
 import json
 import os
 import os.path as osp
-import sys
 from typing import Any
 
 import numpy as np
-from mmengine.config import Config, DictAction
+from mmengine.config import DictAction
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
-
-import mmswin.models  # noqa: E402,F401
-from mmswin import runtime_checks  # noqa: E402
-
-runtime_checks.ensure_external_config_lookup()  # `mmdet::` / `mmseg::` bases without pkg_resources
+from mmswin.apis import init_model, load_config
+from mmswin.engine import setup_runtime
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -55,36 +48,11 @@ def list_images(paths: list[str]) -> list[str]:
 
 def load_model(config: str, checkpoint: str, device: str, cfg_options: dict | None) -> Any:
     """The model of ``config`` with ``checkpoint`` loaded strictly, in eval mode, ``dataset_meta`` set."""
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import DATASETS, MODELS, init_default_scope
-    from mmengine.runner import load_checkpoint
-
-    cfg = Config.fromfile(config)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    scope = cfg.get('default_scope')
-    if scope not in ('mmdet', 'mmseg'):
-        raise SystemExit(f'{config}: default_scope must be "mmdet" or "mmseg", got {scope!r}')
-    if not osp.isfile(checkpoint):
-        raise SystemExit(f'checkpoint not found: {checkpoint}')
-    runtime_checks.drop_pretrained_init(cfg)  # the checkpoint holds every weight
-    if scope == 'mmseg':
-        cfg.model.train_cfg = None  # as mmseg.apis.init_model
-    init_default_scope(scope)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
-    ckpt = load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-
-    dataset_cfg = dict(cfg.test_dataloader.dataset)
-    while 'dataset' in dataset_cfg:  # dataset wrappers
-        dataset_cfg = dict(dataset_cfg['dataset'])
-    dataset_cfg['lazy_init'] = True  # only the class names and palette are needed
-    meta = dict(DATASETS.build(dataset_cfg).metainfo)
-    ckpt_meta = (ckpt.get('meta') or {}).get('dataset_meta') if isinstance(ckpt, dict) else None
-    if ckpt_meta:
-        meta.update({k.lower(): v for k, v in ckpt_meta.items()})
-    model.dataset_meta = meta
-    model.cfg = cfg
-    return model.to(device).eval()
+    from mmengine.registry import init_default_scope
+    cfg = load_config(config, cfg_options, drop_pretrained=True)  # the checkpoint holds every weight
+    model = init_model(cfg, checkpoint, device)
+    init_default_scope(cfg.default_scope)
+    return model
 
 
 def _det_record(sample: Any, classes: list[str]) -> list[dict[str, Any]]:
@@ -172,6 +140,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    setup_runtime()
     args = parse_args(argv)
     import torch
     device = args.device or ('cuda:0' if torch.cuda.is_available() else 'cpu')

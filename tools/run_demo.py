@@ -25,8 +25,6 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
 sys.path.insert(0, str(REPO_ROOT / 'tools'))
 
 import prepare_demo_data  # noqa: E402
@@ -70,24 +68,24 @@ def _point_at_data(cfg, data_dir: str, task: str) -> None:
 
 
 def build_cfg(args: argparse.Namespace, data_dir: str):
-    from mmengine.config import Config, DictAction
+    from mmengine.config import DictAction
 
-    import mmswin.engine  # noqa: F401  (registers the hooks)
+    from mmswin.apis import find_resume_checkpoint, load_tool_config
     from mmswin.engine import enable_safeguards
 
-    cfg = Config.fromfile(str(args.config or CONFIGS[args.task]))
+    options = None
     if args.cfg_options:
         action = DictAction(option_strings=['--cfg-options'], dest='cfg_options')
         namespace = argparse.Namespace()
         action(None, namespace, args.cfg_options)
-        cfg.merge_from_dict(namespace.cfg_options)
+        options = namespace.cfg_options
+    work_dir = args.work_dir or str(REPO_ROOT / 'work_dirs' / f'demo_{args.task}')
+    cfg = load_tool_config(str(args.config or CONFIGS[args.task]), options, 'none', work_dir)
     enable_safeguards(cfg)
     _point_at_data(cfg, data_dir, args.task)
-    cfg.work_dir = args.work_dir or str(REPO_ROOT / 'work_dirs' / f'demo_{args.task}')
-    cfg.launcher = 'none'
     if args.resume:
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
     return cfg
 
 
@@ -176,13 +174,10 @@ def run(argv: list[str] | None = None, log=print) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from mmswin.engine import DataCheckError, NonFiniteLossError
-    try:
-        run(argv)
-    except (prepare_demo_data.PrepareError, DataCheckError, NonFiniteLossError) as err:
-        print(f'run_demo: error: {err}', file=sys.stderr)
-        return 1
-    return 0
+    from mmswin.apis.errors import run_tool
+    from mmswin.engine import setup_runtime
+    setup_runtime()
+    return run_tool(run, argv, extra_errors=(prepare_demo_data.PrepareError,), prog='run_demo')
 
 
 if __name__ == '__main__':

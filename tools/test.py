@@ -12,18 +12,12 @@ from __future__ import annotations
 import argparse
 import os
 import os.path as osp
-import sys
 
 from mmengine.config import Config, ConfigDict, DictAction
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
-
-import mmswin.models  # noqa: E402,F401  (registers the backbones; installs safe checkpoint loading)
-from mmswin import runtime_checks  # noqa: E402
-
-runtime_checks.ensure_external_config_lookup()  # `mmdet::` / `mmseg::` bases without pkg_resources
+from mmswin.apis import (drop_pretrained_init, find_missing_data, load_tool_config, missing_data_message,
+                         prepare_distributed)
+from mmswin.engine import enable_safeguards, setup_runtime
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -89,13 +83,13 @@ def _setup_det_tta(cfg: Config) -> None:
 
 
 def setup_cfg(args: argparse.Namespace) -> Config:
-    cfg = runtime_checks.load_tool_config(args.config, args.cfg_options, args.launcher, args.work_dir)
+    cfg = enable_safeguards(load_tool_config(args.config, args.cfg_options, args.launcher, args.work_dir))
     scope = cfg.default_scope
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
         raise SystemExit(f'checkpoint not found: {args.checkpoint}')
     cfg.load_from = args.checkpoint
     # The checkpoint holds every weight: the backbone's ImageNet file is not needed (and may be absent).
-    runtime_checks.drop_pretrained_init(cfg)
+    drop_pretrained_init(cfg)
 
     if args.show or args.show_dir:
         _enable_visualization(cfg, args, scope)
@@ -117,13 +111,14 @@ def setup_cfg(args: argparse.Namespace) -> Config:
 
 
 def main(argv: list[str] | None = None) -> None:
+    setup_runtime()
     args = parse_args(argv)
     cfg = setup_cfg(args)
     if not args.no_data_check:
-        missing = runtime_checks.find_missing_data(cfg, ('test',))
+        missing = find_missing_data(cfg, ('test',))
         if missing:
-            raise SystemExit(runtime_checks.missing_data_message(missing, args.config))
-    runtime_checks.prepare_distributed(cfg)
+            raise SystemExit(missing_data_message(missing, args.config))
+    prepare_distributed(cfg)
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner

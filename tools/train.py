@@ -11,19 +11,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import os.path as osp
 import sys
 
 from mmengine.config import Config, DictAction
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO_ROOT not in sys.path:  # run from a checkout without `pip install -e .`
-    sys.path.insert(0, REPO_ROOT)
-
-import mmswin.models  # noqa: E402,F401  (registers the backbones; installs safe checkpoint loading for --resume)
-from mmswin import runtime_checks  # noqa: E402
-
-runtime_checks.ensure_external_config_lookup()  # `mmdet::` / `mmseg::` bases without pkg_resources
+from mmswin.apis import (find_missing_data, find_missing_pretrained, find_resume_checkpoint, load_tool_config,
+                         missing_data_message, missing_pretrained_message, drop_pretrained_init, prepare_distributed)
+from mmswin.engine import enable_safeguards, setup_runtime
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -57,74 +51,70 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _enable_amp(cfg: Config) -> None:
+    import torch
+    if not torch.cuda.is_available():
+        raise SystemExit('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); train without --amp on this machine')
+    optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
+    if optim_type == 'AmpOptimWrapper':
+        print('AMP training is already enabled in the config.', file=sys.stderr)
+        return
+    if optim_type != 'OptimWrapper':
+        raise SystemExit(f'--amp supports optim_wrapper.type OptimWrapper, the config has {optim_type!r}')
+    cfg.optim_wrapper.type = 'AmpOptimWrapper'
+    if torch.cuda.is_bf16_supported():  # Ampere and newer: no overflow, no loss scaling needed
+        cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
+    else:
+        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
+
+
 def setup_cfg(args: argparse.Namespace) -> Config:
-    """Load the config and apply the command-line options, as mmdet's / mmseg's train.py do."""
-    cfg = runtime_checks.load_tool_config(args.config, args.cfg_options, args.launcher, args.work_dir)
-
+    """Load the config and apply the command-line options, as mmdet's / mmseg's train.py do, then turn on the
+    safeguards (atomic checkpoints, non-finite loss handling, data file checks) also for configs that lack them."""
+    cfg = load_tool_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     if args.amp:
-        import torch
-        if not torch.cuda.is_available():
-            raise SystemExit('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); train without --amp on this machine')
-        optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
-        if optim_type == 'AmpOptimWrapper':
-            print('AMP training is already enabled in the config.', file=sys.stderr)
-        else:
-            if optim_type != 'OptimWrapper':
-                raise SystemExit(f'--amp supports optim_wrapper.type OptimWrapper, the config has {optim_type!r}')
-            cfg.optim_wrapper.type = 'AmpOptimWrapper'
-            if torch.cuda.is_bf16_supported():  # Ampere and newer: no overflow, no loss scaling needed
-                cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
-            else:
-                cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-
+        _enable_amp(cfg)
     if args.compile:
         cfg.compile = True
-
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise SystemExit('--auto-scale-lr needs auto_scale_lr = dict(enable=False, base_batch_size=N) '
                              'in the config')
         cfg.auto_scale_lr.enable = True
-
-    # resume: an explicit checkpoint > the latest one in work_dir
+    # resume: an explicit checkpoint > the latest complete one in work_dir
     if args.resume == 'auto':
         cfg.resume = True
-        cfg.load_from = None
+        cfg.load_from = find_resume_checkpoint(cfg.work_dir) if os.path.isdir(cfg.work_dir) else None
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    return cfg
+    return enable_safeguards(cfg)
 
 
 def check_inputs(cfg: Config, args: argparse.Namespace) -> None:
     """Stop with a readable message when the data or the pretrained backbone file is not there."""
     if not args.no_data_check:
         splits = ('train', 'val') if cfg.get('val_cfg') and cfg.get('val_dataloader') else ('train',)
-        missing = runtime_checks.find_missing_data(cfg, splits)
+        missing = find_missing_data(cfg, splits)
         if missing:
-            raise SystemExit(runtime_checks.missing_data_message(missing, args.config))
-
-    if runtime_checks.find_missing_pretrained(cfg):
-        will_load = cfg.get('load_from') or (cfg.get('resume') and _latest_checkpoint(cfg.work_dir))
+            raise SystemExit(missing_data_message(missing, args.config))
+    if find_missing_pretrained(cfg):
+        will_load = cfg.get('load_from')
         if will_load:
             # The checkpoint loaded after initialisation replaces the backbone weights anyway.
-            for key in runtime_checks.drop_pretrained_init(cfg):
+            for key in drop_pretrained_init(cfg):
                 print(f'{key[:-len(".checkpoint")]} set to None: the file does not exist and the weights come '
                       f'from {will_load}', file=sys.stderr)
         else:
-            raise SystemExit(runtime_checks.missing_pretrained_message(runtime_checks.find_missing_pretrained(cfg)))
-
-
-def _latest_checkpoint(work_dir: str) -> str | None:
-    from mmengine.runner import find_latest_checkpoint
-    return find_latest_checkpoint(work_dir) if osp.isdir(work_dir) else None
+            raise SystemExit(missing_pretrained_message(find_missing_pretrained(cfg)))
 
 
 def main(argv: list[str] | None = None) -> None:
+    setup_runtime()
     args = parse_args(argv)
     cfg = setup_cfg(args)
     check_inputs(cfg, args)
-    runtime_checks.prepare_distributed(cfg)
+    prepare_distributed(cfg)
 
     from mmengine.registry import RUNNERS
     from mmengine.runner import Runner

@@ -1,14 +1,12 @@
-"""Checks and adjustments that ``tools/train.py`` / ``tools/test.py`` run before building an mmengine Runner.
+"""Checks the tools run before building anything: is the data there, is the pretrained file there.
 
 * :func:`find_missing_data` / :func:`missing_data_message`: a data set that is not where the config says gives a
   short message naming the expected layout and where to get the data, instead of a traceback from a loader.
 * :func:`find_missing_pretrained` / :func:`missing_pretrained_message`: a backbone ``init_cfg`` of type
   ``Pretrained`` pointing at a local file that does not exist, with how to get the file or train from scratch.
-* :func:`adapt_distributed_to_cpu`: distributed runs on machines without CUDA (gloo process group, DDP without
-  ``device_ids``).
 
-Only the standard library and mmengine are imported here (no mmdet / mmseg), so ``import mmswin`` stays light.
-Configs are read duck-typed: anything that behaves like a mapping (``mmengine.Config``, ``ConfigDict``, ``dict``).
+Only the standard library is imported here. Configs are read duck-typed: anything that behaves like a mapping
+(``mmengine.Config``, ``ConfigDict``, ``dict``).
 """
 from __future__ import annotations
 
@@ -19,8 +17,7 @@ from typing import Any, Iterator, Mapping
 
 __all__ = [
     'MissingPath', 'find_missing_data', 'missing_data_message', 'find_missing_pretrained',
-    'missing_pretrained_message', 'PRETRAINED_SOURCES', 'adapt_distributed_to_cpu', 'drop_pretrained_init',
-    'load_tool_config', 'prepare_distributed',
+    'missing_pretrained_message', 'PRETRAINED_SOURCES', 'drop_pretrained_init',
 ]
 
 _DATALOADERS = {'train': 'train_dataloader', 'val': 'val_dataloader', 'test': 'test_dataloader'}
@@ -249,132 +246,3 @@ def drop_pretrained_init(cfg: Any) -> list[str]:
         node['init_cfg'] = None
         changed.append(key)
     return changed
-
-
-def adapt_distributed_to_cpu(cfg: Any, cuda_available: bool | None = None) -> bool:
-    """Make a distributed (``launcher != 'none'``) run work on a machine without CUDA. Returns whether it changed.
-
-    * ``env_cfg.dist_cfg.backend``: ``nccl`` (the stock default, GPU only) becomes ``gloo``; any other backend set
-      by the user is kept.
-    * ``model_wrapper_cfg``: DDP gets ``device_ids=None`` (mmengine passes ``[LOCAL_RANK]``, which DDP refuses for a
-      CPU module), unless the config sets ``device_ids`` itself.
-    * ``model``: ``SyncBN`` layers (GPU only in torch) become ``BN``.
-
-    The caller must also create the process group itself (see ``tools/train.py``): mmengine's ``init_dist`` calls
-    ``torch.cuda.set_device``, which fails without CUDA. The Runner skips its own initialisation when a group exists.
-    """
-    if cfg.get('launcher', 'none') == 'none':
-        return False
-    if cuda_available is None:
-        import torch
-        cuda_available = torch.cuda.is_available()
-    if cuda_available:
-        return False
-    env_cfg = cfg.setdefault('env_cfg', {})
-    dist_cfg = env_cfg.setdefault('dist_cfg', {})
-    if dist_cfg.get('backend', 'nccl') == 'nccl':
-        dist_cfg['backend'] = 'gloo'
-    wrapper = cfg.get('model_wrapper_cfg') or {'type': 'MMDistributedDataParallel'}
-    if wrapper.get('type', 'MMDistributedDataParallel') in ('MMDistributedDataParallel', 'DistributedDataParallel'):
-        wrapper.setdefault('device_ids', None)
-        wrapper.setdefault('broadcast_buffers', False)
-        wrapper.setdefault('find_unused_parameters', cfg.get('find_unused_parameters', False))
-    cfg['model_wrapper_cfg'] = wrapper
-    _syncbn_to_bn(cfg.get('model'))
-    return True
-
-
-def _syncbn_to_bn(node: Any) -> None:
-    if isinstance(node, Mapping):
-        if node.get('type') == 'SyncBN' and hasattr(node, '__setitem__'):
-            node['type'] = 'BN'
-        for value in node.values():
-            _syncbn_to_bn(value)
-    elif isinstance(node, (list, tuple)):
-        for value in node:
-            _syncbn_to_bn(value)
-
-
-def load_tool_config(config: str, cfg_options: Mapping | None, launcher: str, work_dir: str | None) -> Any:
-    """The config as ``tools/train.py`` and ``tools/test.py`` run it (mmdet's / mmseg's conventions).
-
-    Loads ``config``, merges ``--cfg-options``, turns on mmswin's safeguards (atomic checkpoints, a NaN / inf loss
-    stop, data file checks) also for configs that do not list them, checks that ``default_scope`` names the task,
-    and sets ``work_dir``: command line > config > ``./work_dirs/CONFIG_NAME``.
-    """
-    from mmengine.config import Config
-
-    from mmswin.engine import enable_safeguards
-    cfg = Config.fromfile(config)
-    cfg.launcher = launcher
-    if cfg_options is not None:
-        cfg.merge_from_dict(cfg_options)
-    enable_safeguards(cfg)
-    scope = cfg.get('default_scope')
-    if scope not in ('mmdet', 'mmseg'):
-        raise SystemExit(f'{config}: default_scope must be "mmdet" (detection) or "mmseg" (segmentation), '
-                         f'got {scope!r}; inherit mmdet::_base_/default_runtime.py or mmseg::_base_/default_runtime.py')
-    if work_dir is not None:
-        cfg.work_dir = work_dir
-    elif cfg.get('work_dir', None) is None:
-        cfg.work_dir = osp.join('./work_dirs', osp.splitext(osp.basename(config))[0])
-    return cfg
-
-
-def prepare_distributed(cfg: Any) -> None:
-    """On machines without CUDA: adapt the config (:func:`adapt_distributed_to_cpu`) and, under torchrun, create
-    the gloo process group here, since mmengine's ``init_dist`` calls ``torch.cuda.set_device``; the Runner then
-    reuses the group."""
-    if adapt_distributed_to_cpu(cfg) and cfg.launcher == 'pytorch':
-        init_cpu_process_group(cfg.env_cfg.dist_cfg.backend)
-
-
-def init_cpu_process_group(backend: str = 'gloo') -> None:
-    """Create the default process group from torchrun's environment (RANK, WORLD_SIZE, MASTER_ADDR/PORT)."""
-    import torch.distributed as dist
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=int(os.environ['RANK']),
-                                world_size=int(os.environ['WORLD_SIZE']))
-
-
-def ensure_external_config_lookup() -> bool:
-    """Make ``_base_ = 'mmdet::...'`` / ``'mmseg::...'`` work when ``pkg_resources`` is not installed.
-
-    mmengine 0.10.7 (its last release) finds the configs of other packages with ``pkg_resources``, which
-    setuptools >= 82 no longer ships: every config inheriting a stock mmdet / mmseg base then fails with
-    ``ModuleNotFoundError: No module named 'pkg_resources'``. When (and only when) ``pkg_resources`` cannot be
-    imported, this points mmengine's config loader at equivalents built on ``importlib.metadata``. Idempotent.
-    Returns whether the replacement is in place. (``pip install 'setuptools<82'`` is the other fix.)
-    """
-    import importlib.util
-    if importlib.util.find_spec('pkg_resources') is not None:
-        return False
-    import importlib.metadata as metadata
-
-    import mmengine.config.config as config_module
-
-    def is_installed(package: str) -> bool:
-        try:
-            metadata.distribution(package)
-            return True
-        except metadata.PackageNotFoundError:
-            spec = importlib.util.find_spec(package)
-            return spec is not None and spec.origin is not None
-
-    def get_installed_path(package: str) -> str:
-        try:
-            dist = metadata.distribution(package)
-        except metadata.PackageNotFoundError:
-            spec = importlib.util.find_spec(package)
-            if spec is None or spec.origin is None:
-                raise
-            return osp.dirname(spec.origin)
-        location = str(dist.locate_file(''))
-        if osp.exists(osp.join(location, package)):
-            return osp.join(location, package)
-        top_level = (dist.read_text('top_level.txt') or package).split()
-        return osp.join(location, top_level[0] if top_level else package)
-
-    config_module.is_installed = is_installed
-    config_module.get_installed_path = get_installed_path
-    return True

@@ -14,30 +14,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os.path as osp
 import statistics
-import sys
 import time
 from typing import Any
 
 import torch
 from mmengine.config import DictAction
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from get_flops import DEFAULT_SHAPES, build_model, load_cfg  # noqa: E402
-
-
-def make_batch(scope: str, height: int, width: int, batch_size: int) -> dict[str, Any]:
-    """A data batch as a dataloader gives it: uint8 BGR images (CHW) and data samples with meta data."""
-    meta = dict(ori_shape=(height, width), img_shape=(height, width), pad_shape=(height, width),
-                scale_factor=(1.0, 1.0), flip=False, flip_direction=None, img_path=None)
-    if scope == 'mmdet':
-        from mmdet.structures import DetDataSample as Sample
-    else:
-        from mmseg.structures import SegDataSample as Sample
-    gen = torch.Generator().manual_seed(0)
-    images = [torch.randint(0, 256, (3, height, width), generator=gen, dtype=torch.uint8) for _ in range(batch_size)]
-    return dict(inputs=images, data_samples=[Sample(metainfo=dict(meta)) for _ in range(batch_size)])
+from mmswin.apis import DEFAULT_SHAPES, build_model, dummy_batch, load_config
+from mmswin.engine import setup_runtime
 
 
 def benchmark(model: torch.nn.Module, batch: dict[str, Any], warmup: int, iters: int,
@@ -85,14 +70,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
+    setup_runtime()
     args = parse_args(argv)
-    cfg = load_cfg(args.config, args.cfg_options)
+    cfg = load_config(args.config, args.cfg_options, drop_pretrained=True)
     height, width = args.shape or DEFAULT_SHAPES[cfg.default_scope]
     model = build_model(cfg, args.device)
     if args.checkpoint:
         from mmengine.runner import load_checkpoint
         load_checkpoint(model, args.checkpoint, map_location=args.device, strict=True)
-    batch = make_batch(cfg.default_scope, height, width, args.batch_size)
+    batch = dummy_batch(cfg.default_scope, height, width, args.batch_size)
     res = dict(config=args.config, device=str(args.device), input_shape=[height, width], amp=args.amp,
                **benchmark(model, batch, args.warmup, args.iters, args.amp))
     mem = f', peak memory {res["peak_memory_mb"]:.0f} MiB' if res['peak_memory_mb'] is not None else ''

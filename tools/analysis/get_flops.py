@@ -14,59 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os.path as osp
-import sys
 from typing import Any
 
 import torch
 from mmengine.config import Config, DictAction
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-if REPO_ROOT not in sys.path:
-    sys.path.insert(0, REPO_ROOT)
-
-from mmswin import runtime_checks  # noqa: E402
-
-runtime_checks.ensure_external_config_lookup()  # `mmdet::` / `mmseg::` bases without pkg_resources
-
-DEFAULT_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 512)}
-
-
-def load_cfg(path: str, cfg_options: dict | None = None) -> Config:
-    """Config with command-line overrides and without pretrained-file initialisation (weights stay random)."""
-    cfg = Config.fromfile(path)
-    if cfg_options:
-        cfg.merge_from_dict(cfg_options)
-    runtime_checks.drop_pretrained_init(cfg)
-    if cfg.get('default_scope') not in DEFAULT_SHAPES:
-        raise SystemExit(f'{path}: default_scope must be "mmdet" or "mmseg", got {cfg.get("default_scope")!r}')
-    return cfg
-
-
-def build_model(cfg: Config, device: str = 'cpu') -> torch.nn.Module:
-    """The model of ``cfg`` in eval mode, SyncBN reverted to BN (no process group needed)."""
-    import mmswin.models  # noqa: F401
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import MODELS, init_default_scope
-    init_default_scope(cfg.default_scope)
-    model = revert_sync_batchnorm(MODELS.build(cfg.model))
-    return model.to(device).eval()
-
-
-def dummy_batch(scope: str, height: int, width: int, batch_size: int = 1,
-                device: str = 'cpu') -> tuple[torch.Tensor, list]:
-    """Normalised-looking random images and data samples whose meta data say the images are ``height x width``."""
-    meta = dict(ori_shape=(height, width), img_shape=(height, width), pad_shape=(height, width),
-                batch_input_shape=(height, width), scale_factor=(1.0, 1.0), flip=False, flip_direction=None)
-    if scope == 'mmdet':
-        from mmdet.structures import DetDataSample
-        samples = [DetDataSample(metainfo=meta) for _ in range(batch_size)]
-    else:
-        from mmseg.structures import SegDataSample
-        samples = [SegDataSample(metainfo=meta) for _ in range(batch_size)]
-    gen = torch.Generator().manual_seed(0)
-    inputs = torch.randn(batch_size, 3, height, width, generator=gen).to(device)
-    return inputs, samples
+from mmswin.apis import DEFAULT_SHAPES, build_model, dummy_inputs, load_config
+from mmswin.engine import setup_runtime
 
 
 def _sdpa_flop_jit(inputs: list[Any], outputs: list[Any]) -> int:
@@ -101,7 +55,7 @@ def complexity(cfg: Config, height: int, width: int) -> dict[str, Any]:
     """Params and FLOPs of the backbone and of the whole model of ``cfg`` at ``height x width``."""
     from mmengine.analysis import parameter_count
     model = build_model(cfg)
-    inputs, samples = dummy_batch(cfg.default_scope, height, width)
+    inputs, samples = dummy_inputs(cfg.default_scope, height, width)
     params = parameter_count(model)
     with torch.no_grad():
         backbone_flops = count(model.backbone, (inputs,))
@@ -127,10 +81,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
+    setup_runtime()
     args = parse_args(argv)
     results = []
     for path in args.configs:
-        cfg = load_cfg(path, args.cfg_options)
+        cfg = load_config(path, args.cfg_options, drop_pretrained=True)  # random weights are fine for counting
         height, width = args.shape or DEFAULT_SHAPES[cfg.default_scope]
         res = dict(config=path, **complexity(cfg, height, width))
         results.append(res)

@@ -1,0 +1,49 @@
+"""User errors end a tool with their message and exit code 1, not a traceback: :func:`run_tool`.
+
+A *user error* is a known mistake in what the user gave -- data, config, checkpoint -- whose message already says
+what was wrong and what to do (the classes in :func:`user_error_types`). Anything else is a bug and keeps its
+traceback. ``--debug`` on the command line (or ``MMSWIN_DEBUG=1``) shows the traceback of user errors too.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+__all__ = ['ConfigError', 'user_error_types', 'run_tool']
+
+
+class ConfigError(ValueError):
+    """The config or a ``--cfg-options`` entry is wrong (a key that does not exist, a value of the wrong kind)."""
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+    """The exception classes whose message is the whole story (imported lazily: tools start fast)."""
+    from mmswin.datasets.checks import DataCheckError
+    from mmswin.engine.hooks import CheckpointSaveError, NonFiniteLossError
+    from mmswin.models.pretrained import CheckpointMismatchError
+    from mmswin.utils.checkpoint_io import UnsafeCheckpointError
+    return (ConfigError, DataCheckError, NonFiniteLossError, CheckpointSaveError, CheckpointMismatchError,
+            UnsafeCheckpointError)
+
+
+def run_tool(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None,
+             extra_errors: tuple[type[BaseException], ...] = (), prog: str | None = None) -> int:
+    """Run a tool's ``main(argv)``; a user error prints ``<tool>: error: <message>`` and returns 1.
+
+    ``--debug`` is taken out of ``argv`` (``sys.argv[1:]`` when None) and re-raises user errors with their
+    traceback. Returns 0 on success.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = '--debug' in argv or os.environ.get('MMSWIN_DEBUG', '') not in ('', '0')
+    argv = [a for a in argv if a != '--debug']
+    prog = prog or os.path.splitext(os.path.basename(sys.argv[0]))[0] or 'mmswin'
+    try:
+        main(argv)
+    except user_error_types() + tuple(extra_errors) as err:
+        if debug:
+            raise
+        print(f'{prog}: error: {err}\n(run with --debug for the traceback)', file=sys.stderr)
+        return 1
+    return 0
