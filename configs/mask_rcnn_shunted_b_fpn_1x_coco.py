@@ -1,19 +1,7 @@
-# Mask R-CNN + FPN, Shunted-B, 1x on COCO 2017. The Shunted authors released no detection code; they followed
-# the PVT v2 detection recipe: single-scale 1333x800 training, AdamW lr 2e-4 / weight decay 1e-4, drop-path 0.1,
-# 12 epochs, 8 GPUs x 2 images. No reference number is published for this exact code.
-_base_ = [
-    './_base_/models/mask_rcnn_shunted_fpn.py',
-    'mmdet::_base_/datasets/coco_instance.py',
-    './_base_/schedules/pvtv2_det_adamw_1x.py',
-    'mmdet::_base_/default_runtime.py',
-]
+# Mask R-CNN + FPN, Shunted-B, 1x on COCO 2017 (recipe of mask_rcnn_shunted_t_fpn_1x_coco.py).
+_base_ = './mask_rcnn_shunted_t_fpn_1x_coco.py'
 
-# ImageNet-1k Shunted-B weights from the official release (Google Drive folder linked from
-# https://github.com/OliverRensu/Shunted-Transformer), saved under this name.
-# Elsewhere: --cfg-options model.backbone.init_cfg.checkpoint=PATH; from scratch: model.backbone.init_cfg=None
+# ImageNet-1k Shunted-B weights from the official release, saved under this name.
 pretrained = 'checkpoints/shunted_b.pth'
 
 model = dict(backbone=dict(arch='base', init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
-
-# Checkpoints are written to a temporary file, then renamed (mmswin.engine); interval etc. stay the schedule's.
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

@@ -5,7 +5,7 @@ _base_ = [
     './_base_/models/mask_rcnn_shunted_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
     './_base_/schedules/pvtv2_det_adamw_1x.py',
-    'mmdet::_base_/default_runtime.py',
+    './_base_/det_runtime.py',
 ]
 
 # ImageNet-1k Shunted-T weights from the official release (Google Drive folder linked from
@@ -14,6 +14,3 @@ _base_ = [
 pretrained = 'checkpoints/shunted_t.pth'
 
 model = dict(backbone=dict(arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
-
-# Checkpoints are written to a temporary file, then renamed (mmswin.engine); interval etc. stay the schedule's.
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

@@ -5,13 +5,10 @@ _base_ = [
     './_base_/models/mask_rcnn_shunted_fpn.py',
     './_base_/datasets/coco_instance_ms_crop.py',
     './_base_/schedules/pvtv2_det_adamw_3x.py',
-    'mmdet::_base_/default_runtime.py',
+    './_base_/det_runtime.py',
 ]
 
 # ImageNet-1k Shunted-T weights (see mask_rcnn_shunted_t_fpn_1x_coco.py).
 pretrained = 'checkpoints/shunted_t.pth'
 
 model = dict(backbone=dict(arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
-
-# Checkpoints are written to a temporary file, then renamed (mmswin.engine); interval etc. stay the schedule's.
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

@@ -5,7 +5,7 @@ _base_ = [
     './_base_/models/mask_rcnn_swin_fpn.py',
     'mmdet::_base_/datasets/coco_instance.py',
     './_base_/schedules/swin_det_adamw_1x.py',
-    'mmdet::_base_/default_runtime.py',
+    './_base_/det_runtime.py',
 ]
 
 # ImageNet-1k Swin-T weights in the official layout (converted on load). Get them with
@@ -17,6 +17,3 @@ pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'
 model = dict(
     backbone=dict(arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[96, 192, 384, 768]))
-
-# Checkpoints are written to a temporary file, then renamed (mmswin.engine); interval etc. stay the schedule's.
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

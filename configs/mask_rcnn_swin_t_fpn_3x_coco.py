@@ -4,7 +4,7 @@ _base_ = [
     './_base_/models/mask_rcnn_swin_fpn.py',
     './_base_/datasets/coco_instance_ms_crop.py',
     './_base_/schedules/swin_det_adamw_3x.py',
-    'mmdet::_base_/default_runtime.py',
+    './_base_/det_runtime.py',
 ]
 
 # https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth
@@ -13,6 +13,3 @@ pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'
 model = dict(
     backbone=dict(arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
     neck=dict(in_channels=[96, 192, 384, 768]))
-
-# Checkpoints are written to a temporary file, then renamed (mmswin.engine); interval etc. stay the schedule's.
-default_hooks = dict(checkpoint=dict(type='AtomicCheckpointHook'))

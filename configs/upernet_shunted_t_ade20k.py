@@ -7,7 +7,7 @@
 _base_ = [
     './_base_/models/upernet_shunted.py',
     'mmseg::_base_/datasets/ade20k.py',
-    'mmseg::_base_/default_runtime.py',
+    './_base_/seg_runtime.py',
     './_base_/schedules/upernet_adamw_160k.py',
 ]
 

@@ -12,8 +12,6 @@
 # Run it with `python tools/run_demo.py --task det` (prepares the data, trains, evaluates, writes overlays).
 _base_ = '../mask_rcnn_swin_t_fpn_1x_coco.py'
 
-custom_imports = dict(imports=['mmswin.models', 'mmswin.engine'], allow_failed_imports=False)
-
 data_root = 'data/demo_coco/'
 classes = ('aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow', 'diningtable',
            'dog', 'horse', 'motorbike', 'person', 'potted plant', 'sheep', 'sofa', 'train', 'tv/monitor')
@@ -62,7 +60,7 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5),
-    checkpoint=dict(type='AtomicCheckpointHook', interval=10, max_keep_ckpts=2, save_last=True))
+    checkpoint=dict(interval=10, max_keep_ckpts=2, save_last=True))
 custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='DataCheckHook', level='decode')]
 randomness = dict(seed=0)
 auto_scale_lr = dict(enable=False, base_batch_size=2)

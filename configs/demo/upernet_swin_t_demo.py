@@ -11,8 +11,6 @@
 # Run it with `python tools/run_demo.py --task seg` (prepares the data, trains, evaluates, writes overlays).
 _base_ = '../upernet_swin_t_ade20k.py'
 
-custom_imports = dict(imports=['mmswin.models', 'mmswin.engine'], allow_failed_imports=False)
-
 data_root = 'data/demo_ade/'
 classes = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
            'diningtable', 'dog', 'horse', 'motorbike', 'person', 'potted plant', 'sheep', 'sofa', 'train',
@@ -69,7 +67,7 @@ param_scheduler = [
 ]
 default_hooks = dict(
     logger=dict(type='LoggerHook', interval=5, log_metric_by_epoch=False),
-    checkpoint=dict(type='AtomicCheckpointHook', by_epoch=False, interval=50, max_keep_ckpts=2, save_last=True))
+    checkpoint=dict(by_epoch=False, interval=50, max_keep_ckpts=2, save_last=True))
 custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='DataCheckHook', level='decode')]
 randomness = dict(seed=0)
 auto_scale_lr = dict(enable=False, base_batch_size=2)

@@ -2,10 +2,6 @@
 # Children set `arch`, the pretrained file and the neck's in_channels.
 _base_ = 'mmdet::_base_/models/mask-rcnn_r50_fpn.py'
 
-# mmswin.engine: atomic checkpoints, a NaN / inf loss stop and data file checks (see README, 'Nothing is lost').
-custom_imports = dict(imports=['mmswin.models', 'mmswin.engine'], allow_failed_imports=False)
-custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='DataCheckHook')]
-
 model = dict(
     backbone=dict(
         _delete_=True,

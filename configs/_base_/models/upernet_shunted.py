@@ -1,10 +1,6 @@
 # UperNet (stock mmseg model, as in upernet_swin.py) with an mmswin Shunted Transformer backbone.
 _base_ = 'mmseg::_base_/models/upernet_swin.py'
 
-# mmswin.engine: atomic checkpoints, a NaN / inf loss stop and data file checks (see README, 'Nothing is lost').
-custom_imports = dict(imports=['mmswin.models', 'mmswin.engine'], allow_failed_imports=False)
-custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='DataCheckHook')]
-
 model = dict(
     backbone=dict(
         _delete_=True,
