@@ -1,0 +1,88 @@
+"""The rooms of the package and what each may import (README, "Architecture"), checked on the source."""
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGE = REPO / 'mmswin'
+
+# room -> modules it must never import (anywhere in the file, lazily included)
+FORBIDDEN = {
+    'models': ('mmdet', 'mmseg', 'mmswin.engine', 'mmswin.apis', 'mmswin.datasets'),
+    'utils': ('mmdet', 'mmseg', 'mmswin.models', 'mmswin.engine', 'mmswin.apis', 'mmswin.datasets'),
+    'datasets': ('mmdet', 'mmseg', 'torch', 'mmswin.models', 'mmswin.engine', 'mmswin.apis'),
+    'engine': ('mmdet', 'mmseg', 'mmswin.models', 'mmswin.apis'),
+    'apis': (),
+}
+# room -> modules it may import only inside functions (so that importing the room stays light)
+LAZY_ONLY = {'apis': ('mmdet', 'mmseg')}
+
+
+def _imports(path: Path) -> list[tuple[str, bool]]:
+    """(module, at top level) for every import statement of a file; relative imports made absolute."""
+    tree = ast.parse(path.read_text())
+    package = '.'.join(path.relative_to(REPO).with_suffix('').parts[:-1])
+    top = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(alias.name, id(node) in top) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split('.')
+                base = base[:len(base) - node.level + 1]
+                module = '.'.join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ''
+            found.append((module, id(node) in top))
+    return found
+
+
+def _matches(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + '.')
+
+
+@pytest.mark.parametrize('room', sorted(FORBIDDEN))
+def test_import_rules(room):
+    files = sorted((PACKAGE / room).rglob('*.py'))
+    assert files, room
+    broken = []
+    for path in files:
+        for module, at_top in _imports(path):
+            if any(_matches(module, f) for f in FORBIDDEN[room]):
+                broken.append(f'{path.relative_to(REPO)} imports {module}')
+            if at_top and any(_matches(module, f) for f in LAZY_ONLY.get(room, ())):
+                broken.append(f'{path.relative_to(REPO)} imports {module} at module level')
+    assert not broken, '\n'.join(broken)
+
+
+def test_importing_the_model_package_changes_nothing_else():
+    """`import mmswin.models` registers the backbones only: torch's unpickler allow-list, mmengine's checkpoint
+    loaders and file backends stay as they were until mmswin.engine.setup_runtime() runs."""
+    code = '''
+import torch
+import mmcv.cnn, mmengine.model, mmengine.runner, timm  # their imports add torch classes of their own
+from mmengine.fileio.backends import backends
+from mmengine.runner.checkpoint import CheckpointLoader
+safe = list(torch.serialization.get_safe_globals())
+schemes = dict(CheckpointLoader._schemes)
+known = set(backends)
+import mmswin.models
+assert list(torch.serialization.get_safe_globals()) == safe
+assert dict(CheckpointLoader._schemes) == schemes
+assert set(backends) == known
+from mmswin.registry import MODELS
+assert {'SwinTransformer', 'ShuntedTransformer'} <= set(MODELS.module_dict)
+import mmswin.engine
+assert len(torch.serialization.get_safe_globals()) > len(safe)
+assert CheckpointLoader._schemes[''] is not schemes['']
+assert 'mmswin_atomic_local' in backends
+print('ok')
+'''
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr[-3000:]
