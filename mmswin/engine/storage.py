@@ -26,6 +26,7 @@ import time
 from collections.abc import Iterator
 from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import BinaryIO
 
 from mmengine.fileio.backends import LocalBackend
 
@@ -61,15 +62,25 @@ def _fsync_dir(folder: str) -> None:
         os.close(fd)
 
 
+def _write_file(f: BinaryIO, data: bytes) -> None:
+    """The data write of :func:`atomic_write_bytes`: where a full disk (``ENOSPC``) shows (tests replace it)."""
+    f.write(data)
+
+
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename); creates the folder."""
+    """Write ``data`` to ``path`` atomically (temporary file, fsync, rename); creates the folder.
+
+    Raises:
+        OSError: the write, fsync or rename failed (e.g. ``ENOSPC``); the temporary file is removed and ``path`` is
+            as it was.
+    """
     target = os.fspath(path)
     folder = osp.dirname(osp.abspath(target))
     os.makedirs(folder, exist_ok=True)
     tmp = osp.join(folder, f'.{osp.basename(target)}.tmp-{os.getpid()}')
     try:
         with open(tmp, 'wb') as f:
-            f.write(data)
+            _write_file(f, data)
             f.flush()
             os.fsync(f.fileno())
         _pause_before_rename(tmp, target)
