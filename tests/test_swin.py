@@ -389,12 +389,17 @@ def test_checkpoint_errors(tmp_path, layouts):
     with pytest.raises(CheckpointMismatchError) as err:
         _load(_small(), partial)
     assert 'stages.1.blocks.0.ffn.layers.1.weight' in str(err.value) and 'neck.extra' in str(err.value)
-    # a checkpoint of another arch: every surplus block and mis-shaped tensor is named
+    # a checkpoint of another arch: the arch found and the model's, counts and the first keys of each kind
     with pytest.raises(CheckpointMismatchError) as err:
         _load(SwinTransformer(arch=dict(embed_dims=32, depths=(2, 2, 4, 2), num_heads=(1, 2, 4, 8))), full)
-    assert 'stages.2.blocks.3.norm1.weight' in str(err.value)
+    msg = str(err.value)
+    assert 'depths (2, 2, 2, 2)' in msg and 'the model is (embed_dims 32, depths (2, 2, 4, 2)' in msg
+    assert '26 model keys not in the checkpoint: stages.2.blocks.2.' in msg and '(18 more)' in msg
+    assert len(msg) < 2000
     with pytest.raises(CheckpointMismatchError, match='wrong shape'):
         _load(SwinTransformer(arch=dict(embed_dims=64, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))), full)
+    with pytest.raises(CheckpointMismatchError, match=r"the model is arch 'tiny' \(embed_dims 96"):
+        _load(SwinTransformer('tiny'), full)
     # strict=False loads the fitting keys
     model = _load(_small(), partial, strict=False)
     assert torch.equal(model.state_dict()['stages.0.blocks.0.norm1.weight'], full['stages.0.blocks.0.norm1.weight'])

@@ -20,12 +20,14 @@ import argparse
 import json
 import os
 import os.path as osp
+import sys
 from typing import Any
 
 import numpy as np
 from mmengine.config import DictAction
 
 from mmswin.apis import init_model, load_config
+from mmswin.apis.errors import run_tool
 from mmswin.engine import setup_runtime
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
@@ -153,4 +155,4 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

@@ -10,13 +10,15 @@ predictions. Distributed: ``tools/dist_test.sh CONFIG CHECKPOINT GPUS``.
 from __future__ import annotations
 
 import argparse
+import sys
 import os
 import os.path as osp
 
 from mmengine.config import Config, ConfigDict, DictAction
 
-from mmswin.apis import (drop_pretrained_init, find_missing_data, load_tool_config, missing_data_message,
-                         prepare_distributed)
+from mmswin.apis import (check_annotation_files, drop_pretrained_init, find_missing_data, load_tool_config,
+                         missing_data_message, prepare_distributed)
+from mmswin.apis.errors import run_tool
 from mmswin.engine import enable_safeguards, setup_runtime
 
 
@@ -118,6 +120,7 @@ def main(argv: list[str] | None = None) -> None:
         missing = find_missing_data(cfg, ('test',))
         if missing:
             raise SystemExit(missing_data_message(missing, args.config))
+        check_annotation_files(cfg, ('test',))
     prepare_distributed(cfg)
 
     from mmengine.registry import RUNNERS
@@ -130,4 +133,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

@@ -15,8 +15,10 @@ import sys
 
 from mmengine.config import Config, DictAction
 
-from mmswin.apis import (find_missing_data, find_missing_pretrained, find_resume_checkpoint, load_tool_config,
-                         missing_data_message, missing_pretrained_message, drop_pretrained_init, prepare_distributed)
+from mmswin.apis import (check_annotation_files, drop_pretrained_init, find_missing_data, find_missing_pretrained,
+                         find_resume_checkpoint, load_tool_config, missing_data_message, missing_pretrained_message,
+                         prepare_distributed)
+from mmswin.apis.errors import run_tool
 from mmswin.engine import enable_safeguards, setup_runtime
 
 
@@ -98,6 +100,7 @@ def check_inputs(cfg: Config, args: argparse.Namespace) -> None:
         missing = find_missing_data(cfg, splits)
         if missing:
             raise SystemExit(missing_data_message(missing, args.config))
+        check_annotation_files(cfg, splits)
     if find_missing_pretrained(cfg):
         will_load = cfg.get('load_from')
         if will_load:
@@ -123,4 +126,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

@@ -1,12 +1,13 @@
 """User errors end a tool with their message and exit code 1, not a traceback: :func:`run_tool`.
 
 A *user error* is a known mistake in what the user gave -- data, config, checkpoint -- whose message already says
-what was wrong and what to do (the classes in :func:`user_error_types`). Anything else is a bug and keeps its
-traceback. ``--debug`` on the command line (or ``MMSWIN_DEBUG=1``) shows the traceback of user errors too.
+what was wrong and what to do (the classes in :func:`user_error_types`), or a library error with a known user
+cause, explained here (a label value above ``num_classes``). Anything else is a bug and keeps its traceback. ``--debug`` on the command line (or ``MMSWIN_DEBUG=1``) shows the traceback of user errors too.
 """
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -28,6 +29,17 @@ def user_error_types() -> tuple[type[BaseException], ...]:
             UnsafeCheckpointError)
 
 
+def _explain(err: BaseException) -> str | None:
+    """A user-readable message for errors that surface deep in a library but have a known user cause."""
+    match = re.search(r'Target (-?\d+) is out of bounds', str(err)) if isinstance(err, IndexError) else None
+    if match:
+        return (f'a label map holds the class index {match.group(1)}, outside the model\'s classes (0 .. '
+                'num_classes - 1) and the ignore index 255. Check num_classes in the config (decode_head / '
+                'auxiliary_head / bbox_head) against the data set, or the label maps themselves; '
+                "custom_hooks=[dict(type='DataCheckHook', level='decode')] names the file before training starts.")
+    return None
+
+
 def run_tool(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | None = None,
              extra_errors: tuple[type[BaseException], ...] = (), prog: str | None = None) -> int:
     """Run a tool's ``main(argv)``; a user error prints ``<tool>: error: <message>`` and returns 1.
@@ -41,9 +53,10 @@ def run_tool(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | 
     prog = prog or os.path.splitext(os.path.basename(sys.argv[0]))[0] or 'mmswin'
     try:
         main(argv)
-    except user_error_types() + tuple(extra_errors) as err:
-        if debug:
+    except user_error_types() + tuple(extra_errors) + (IndexError,) as err:
+        message = str(err) if not isinstance(err, IndexError) else _explain(err)
+        if debug or message is None:
             raise
-        print(f'{prog}: error: {err}\n(run with --debug for the traceback)', file=sys.stderr)
+        print(f'{prog}: error: {message}\n(run with --debug for the traceback)', file=sys.stderr)
         return 1
     return 0

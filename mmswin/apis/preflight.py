@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
 
 __all__ = [
-    'MissingPath', 'find_missing_data', 'missing_data_message', 'find_missing_pretrained',
+    'MissingPath', 'find_missing_data', 'check_annotation_files', 'missing_data_message', 'find_missing_pretrained',
     'missing_pretrained_message', 'PRETRAINED_SOURCES', 'drop_pretrained_init',
 ]
 
@@ -133,6 +133,64 @@ _LAYOUTS = {  # dataset type -> (name, layout, where to get it, how to link a co
         'mkdir -p data/ade && ln -s /path/to/ADEChallengeData2016 data/ade/ADEChallengeData2016',
     ),
 }
+
+
+_FULL_PARSE_BYTES = 200 * 2 ** 20  # larger annotation files (COCO train: 450 MB) get the cheap checks only
+
+
+def _ends(path: str) -> tuple[bytes, bytes]:
+    with open(path, 'rb') as f:
+        head = f.read(64).lstrip()
+        f.seek(max(0, os.path.getsize(path) - 64))
+        tail = f.read().rstrip()
+    return head[:1], tail[-1:]
+
+
+def check_annotation_files(cfg: Mapping, splits: tuple[str, ...] = ('train', 'val')) -> int:
+    """Check that every ``.json`` annotation file of the given dataloaders is JSON, and that a COCO file lists
+    images. Files above 200 MB are checked for their first and last character only (a truncated copy). Missing
+    files are :func:`find_missing_data`'s business. Returns the number of files checked.
+
+    Raises:
+        DataCheckError: naming the file, what is wrong with it and what to do.
+    """
+    import json
+
+    from mmswin.datasets.checks import DataCheckError
+    checked = 0
+    for split in splits:
+        loader = cfg.get(_DATALOADERS[split])
+        if not isinstance(loader, Mapping) or not isinstance(loader.get('dataset'), Mapping):
+            continue
+        for dataset, key in _leaf_datasets(loader['dataset'], f'{_DATALOADERS[split]}.dataset'):
+            ann_file = dataset.get('ann_file')
+            if not ann_file or not str(ann_file).endswith('.json') or dataset.get('backend_args'):
+                continue
+            path = _join(str(dataset.get('data_root') or ''), str(ann_file))
+            if _is_remote(path) or not osp.isfile(path):
+                continue
+            checked += 1
+            where = f'annotation file {path} ({key}.ann_file)'
+            if os.path.getsize(path) > _FULL_PARSE_BYTES:
+                if _ends(path) != (b'{', b'}'):
+                    raise DataCheckError(f'{where} is not a complete JSON object (it does not start with "{{" and '
+                                         'end with "}"): a truncated copy? Copy it again.')
+                continue
+            try:
+                with open(path, encoding='utf-8') as f:
+                    content = json.load(f)
+            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                raise DataCheckError(f'{where} is not JSON: {err}. Is it the right file (a COCO instances json), '
+                                     'and complete?') from None
+            if 'Coco' in str(dataset.get('type', '')):
+                images = content.get('images') if isinstance(content, Mapping) else None
+                if not isinstance(images, list):
+                    raise DataCheckError(f'{where} has no "images" list: it is not a COCO instances file')
+                if not images:
+                    raise DataCheckError(f'{where} lists no images: nothing to train or evaluate on. Check that '
+                                         'the converter wrote the images (tools/dataset_converters/) and that this '
+                                         'is the right split.')
+    return checked
 
 
 def missing_data_message(missing: list[MissingPath], config_path: str = '') -> str:

@@ -41,6 +41,7 @@ class DataCheckError(ValueError):
 class _Image:
     size: tuple[int, int]  # (width, height) as the loaders see it (EXIF orientation applied)
     array: np.ndarray | None = None
+    mode: str = ''  # PIL's mode: 'RGB', 'L' (grey), 'RGBA', 'P' (palette), ...
 
 
 def _looks_complete(path: str, fmt: str | None) -> bool:
@@ -72,7 +73,7 @@ def image_size(path: str, level: str = 'header', role: str = 'image', keep_array
         return _Image((-1, -1))
     try:
         with Image.open(path) as img:
-            fmt = img.format
+            fmt, mode = img.format, img.mode
             width, height = img.size
             orientation = img.getexif().get(0x0112, 1) if fmt == 'JPEG' else 1
             array = None
@@ -86,12 +87,20 @@ def image_size(path: str, level: str = 'header', role: str = 'image', keep_array
         raise DataCheckError(f'{role} file is corrupt or truncated: {path}{where} ({err})') from None
     if orientation in _EXIF_SWAPS_SIDES and role == 'image':
         width, height = height, width
-    return _Image((width, height), array)
+    return _Image((width, height), array, mode)
+
+
+# channels of PIL's modes, for the note on images that are not 3-channel colour
+_CHANNELS = {'1': 1, 'L': 1, 'P': 1, 'I': 1, 'F': 1, 'I;16': 1, 'LA': 2, 'PA': 2, 'RGB': 3, 'YCbCr': 3, 'LAB': 3,
+             'HSV': 3, 'RGBA': 4, 'RGBX': 4, 'CMYK': 4}
 
 
 def check_sample(info: Mapping, level: str = 'header', *, num_classes: int | None = None,
-                 reduce_zero_label: bool = False, source: str = '') -> None:
+                 reduce_zero_label: bool = False, source: str = '') -> str:
     """Check one ``data_info`` of an mmseg / mmdet data set (keys ``img_path``, ``seg_map_path``, ``width``...).
+
+    Returns:
+        The image's PIL mode (``'RGB'``, ``'L'``, ``'RGBA'`` ...; ``''`` at level ``'exists'``).
 
     Raises:
         DataCheckError: naming the offending file.
@@ -100,12 +109,12 @@ def check_sample(info: Mapping, level: str = 'header', *, num_classes: int | Non
         raise ValueError(f'level must be one of {CHECK_LEVELS}, got {level!r}')
     img_path = info.get('img_path')
     if img_path is None:
-        return
+        return ''
     img = image_size(img_path, level, 'image', source=source)
     if level == 'exists':
         if info.get('seg_map_path'):
             image_size(info['seg_map_path'], level, 'label map', source=source)
-        return
+        return 
     width, height = info.get('width'), info.get('height')
     if width is not None and height is not None and (int(width), int(height)) != img.size:
         raise DataCheckError(f'image {img_path} is {img.size[0]}x{img.size[1]} but its annotation '
@@ -131,16 +140,33 @@ def check_sample(info: Mapping, level: str = 'header', *, num_classes: int | Non
                           else f'0..{num_classes - 1}')
                 raise DataCheckError(f'label map {seg_path} holds values {bad[:10]} outside {expect} and 255 '
                                      f'for {num_classes} classes')
+    return img.mode
 
 
 def check_samples(infos: Iterable[Mapping], level: str = 'header', *, num_classes: int | None = None,
-                  reduce_zero_label: bool = False, source: str = '') -> int:
-    """:func:`check_sample` for each; returns how many were checked. Stops at the first error."""
+                  reduce_zero_label: bool = False, source: str = '',
+                  not_rgb: list[tuple[str, str]] | None = None) -> int:
+    """:func:`check_sample` for each; returns how many were checked. Stops at the first error.
+
+    Args:
+        not_rgb: when given, ``(path, mode)`` of every image that is not 3-channel colour is appended to it.
+    """
     count = 0
     for info in infos:
-        check_sample(info, level, num_classes=num_classes, reduce_zero_label=reduce_zero_label, source=source)
+        mode = check_sample(info, level, num_classes=num_classes, reduce_zero_label=reduce_zero_label,
+                            source=source)
+        if not_rgb is not None and mode and _CHANNELS.get(mode, 3) != 3:
+            not_rgb.append((info['img_path'], mode))
         count += 1
     return count
+
+
+def _color_type(dataset) -> str:
+    """The ``color_type`` the data set's ``LoadImageFromFile`` reads images with (mmcv's default ``'color'``)."""
+    for transform in getattr(getattr(dataset, 'pipeline', None), 'transforms', []):
+        if hasattr(transform, 'color_type'):
+            return transform.color_type
+    return 'color'
 
 
 def _flatten_datasets(dataset) -> list:
@@ -153,7 +179,16 @@ def _flatten_datasets(dataset) -> list:
 
 
 def check_dataset(dataset, level: str = 'header', logger=None, split: str = '') -> int:
-    """Check every sample of an mmengine data set (wrappers unwrapped); returns the number checked."""
+    """Check every sample of an mmengine data set (wrappers unwrapped); returns the number checked.
+
+    Images that are not 3-channel colour (grey, grey + alpha, RGBA, CMYK, palette): with the pipeline's
+    ``LoadImageFromFile(color_type='color')`` (mmcv's default) they are **converted** to 3 channels when loaded
+    (grey replicated, alpha dropped, palette resolved), which is logged once per data set with the first files;
+    with ``color_type='unchanged'`` they would reach a 3-channel model as they are, so they are **refused**.
+
+    Raises:
+        DataCheckError: a bad file (see :func:`check_sample`), or non-RGB images with ``color_type='unchanged'``.
+    """
     total = 0
     for leaf in _flatten_datasets(dataset):
         if hasattr(leaf, 'full_init'):
@@ -164,9 +199,23 @@ def check_dataset(dataset, level: str = 'header', logger=None, split: str = '') 
         classes = meta.get('classes')
         source = getattr(leaf, 'ann_file', '') or getattr(leaf, 'data_prefix', {}).get('img_path', '')
         source = f'{type(leaf).__name__} {split} set {source}'.strip()
+        not_rgb: list[tuple[str, str]] = []
         total += check_samples((leaf.get_data_info(i) for i in range(len(leaf))), level,
                                num_classes=len(classes) if classes and hasattr(leaf, 'reduce_zero_label') else None,
-                               reduce_zero_label=bool(getattr(leaf, 'reduce_zero_label', False)), source=source)
+                               reduce_zero_label=bool(getattr(leaf, 'reduce_zero_label', False)), source=source,
+                               not_rgb=not_rgb)
+        if not_rgb:
+            examples = ', '.join(f'{path} ({mode})' for path, mode in not_rgb[:3])
+            color_type = _color_type(leaf)
+            if color_type == 'unchanged':
+                raise DataCheckError(
+                    f'{len(not_rgb)} images of {source} are not 3-channel colour (e.g. {examples}) and the pipeline '
+                    "loads them unchanged (LoadImageFromFile color_type='unchanged'): the model takes 3 channels. "
+                    "Convert the files, or load with color_type='color' (grey replicated, alpha dropped).")
+            if logger is not None:
+                logger.warning(f'DataCheckHook: {len(not_rgb)} images of {source} are not 3-channel colour (e.g. '
+                               f"{examples}); LoadImageFromFile(color_type={color_type!r}) converts them to 3 "
+                               'channels when loading (grey replicated, alpha dropped, palette resolved)')
     if logger is not None:
         logger.info(f'DataCheckHook: {total} {split} samples checked (level {level!r}), all files fine')
     return total

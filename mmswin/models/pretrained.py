@@ -35,8 +35,8 @@ PRETRAINED_KEYS = ('type', 'checkpoint', 'strict', 'prefix', 'map_location')
 Converter = Callable[[Mapping[str, torch.Tensor]], tuple[dict[str, torch.Tensor], str, list[str]]]
 
 
-class CheckpointMismatchError(RuntimeError):
-    """The checkpoint does not fit the model: names every missing, unexpected and mis-shaped key."""
+class CheckpointMismatchError(RuntimeError, ValueError):
+    """The checkpoint does not fit the model (another model, another arch, missing / unused / mis-shaped keys)."""
 
 
 def _load_url(url: str, map_location: Any) -> Any:
@@ -90,6 +90,14 @@ def strip_prefix(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict[st
     return {k[len(prefix):]: v for k, v in state_dict.items() if k.startswith(prefix)}
 
 
+SHOWN_KEYS = 8  # keys named per kind of mismatch (all of them are in the debug log)
+
+
+def _first(keys: list[str], sep: str) -> str:
+    shown = sep.join(keys[:SHOWN_KEYS])
+    return shown if len(keys) <= SHOWN_KEYS else f'{shown}{sep}... ({len(keys) - SHOWN_KEYS} more)'
+
+
 def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, source: str,
                            allowed_missing: Iterable[str] = (), strict: bool = True) -> list[str]:
     """Copy ``state_dict`` into ``module``, reporting every key that does not fit.
@@ -124,12 +132,15 @@ def load_state_dict_strict(module: nn.Module, state_dict: Mapping[str, torch.Ten
         problems.append(f'none of its {len(state_dict)} keys fits the {len(own)} keys of '
                         f'{type(module).__name__}: it is a checkpoint of another model')
     if missing:
-        problems.append(f'{len(missing)} model keys not in the checkpoint: {", ".join(missing)}')
+        problems.append(f'{len(missing)} model keys not in the checkpoint: {_first(missing, ", ")}')
     if unexpected:
-        problems.append(f'{len(unexpected)} checkpoint keys not used: {", ".join(unexpected)}')
+        problems.append(f'{len(unexpected)} checkpoint keys not used: {_first(unexpected, ", ")}')
     if mis_shaped:
-        problems.append(f'{len(mis_shaped)} keys of the wrong shape: {"; ".join(mis_shaped)}')
+        problems.append(f'{len(mis_shaped)} keys of the wrong shape: {_first(mis_shaped, "; ")}')
     report = '\n  - '.join(problems)
+    if problems:
+        print_log(f'{source}: missing {missing}; unused {unexpected}; wrong shape {mis_shaped}', logger='current',
+                  level=logging.DEBUG)
     if problems and (strict or not matched):
         raise CheckpointMismatchError(
             f'cannot load {source} into {type(module).__name__}:\n  - {report}\n'
@@ -171,7 +182,7 @@ def load_pretrained(model: nn.Module, cfg: Mapping, convert: Converter) -> None:
     state = read_state_dict(checkpoint, prefix=cfg.get('prefix', 'backbone.'),
                             map_location=cfg.get('map_location', 'cpu'))
     converted, layout, allowed_missing = convert(state)
-    source = f'{checkpoint!r} ({layout} layout)' if not isinstance(checkpoint, Mapping) else f'a dict ({layout} layout)'
+    source = f'{checkpoint!r} ({layout})' if not isinstance(checkpoint, Mapping) else f'a state dict ({layout})'
     kept = load_state_dict_strict(model, converted, source=source, allowed_missing=allowed_missing,
                                   strict=cfg.get('strict', True))
     print_log(f'{type(model).__name__}: loaded {source}'

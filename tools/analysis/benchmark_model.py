@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -22,6 +23,7 @@ import torch
 from mmengine.config import DictAction
 
 from mmswin.apis import DEFAULT_SHAPES, build_model, dummy_batch, load_config
+from mmswin.apis.errors import run_tool
 from mmswin.engine import setup_runtime
 
 
@@ -92,4 +94,4 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

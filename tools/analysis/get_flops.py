@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
 
 import torch
 from mmengine.config import Config, DictAction
 
 from mmswin.apis import DEFAULT_SHAPES, build_model, dummy_inputs, load_config
+from mmswin.apis.errors import run_tool
 from mmswin.engine import setup_runtime
 
 
@@ -99,4 +101,4 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(run_tool(main))

@@ -26,22 +26,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def convert(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from mmswin.models.backbones.shunted import (SHUNTED_ARCHS, ShuntedTransformer, convert_shunted_checkpoint,
                                                  infer_shunted_arch)
-    from mmswin.models.pretrained import CheckpointMismatchError, read_state_dict
+    from mmswin.models.pretrained import read_state_dict
 
-    try:
-        state = convert_shunted_checkpoint(read_state_dict(args.src), source=repr(args.src))
-        arch = infer_shunted_arch(state)
-        name = next((n for n, s in SHUNTED_ARCHS.items()
-                     if len(n) > 1 and s['depths'] == arch['depths'] and s['num_conv'] == arch['num_conv']), None)
-        model = ShuntedTransformer(arch=name or dict(arch))
-        model.load_pretrained(state, strict=True)  # names every key that does not fit
-    except (CheckpointMismatchError, ValueError, OSError, pickle.UnpicklingError) as err:
-        print(f'shunted2mmswin: error: {err}', file=sys.stderr)
-        return 1
+    state = convert_shunted_checkpoint(read_state_dict(args.src), source=repr(args.src))
+    arch = infer_shunted_arch(state)
+    name = next((n for n, s in SHUNTED_ARCHS.items()
+                 if len(n) > 1 and s['depths'] == arch['depths'] and s['num_conv'] == arch['num_conv']), None)
+    model = ShuntedTransformer(arch=name or dict(arch))
+    model.load_pretrained(state, strict=True)  # names every key that does not fit
     os.makedirs(os.path.dirname(os.path.abspath(args.dst)), exist_ok=True)
     torch.save({'state_dict': state, 'meta': dict(arch=name or dict(arch), source=os.path.basename(args.src))},
                args.dst)
@@ -49,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f'{args.src} -> {args.dst}: Shunted {name or arch}, {len(state)} tensors, {numel:,} values '
           f'(classifier dropped), strict load OK')
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command: a file that cannot be converted gives its message and exit status 1 (``--debug``: traceback)."""
+    from mmswin.apis.errors import run_tool
+    return run_tool(convert, argv, extra_errors=(ValueError, OSError, pickle.UnpicklingError), prog='shunted2mmswin')
 
 
 if __name__ == '__main__':

@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
+def convert(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     from mmswin.models.backbones.swin import SWIN_LAYOUTS, convert_swin_state_dict, detect_swin_layout
     from mmswin.models.pretrained import read_state_dict
@@ -47,6 +47,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f'{args.src}: {SWIN_LAYOUTS[layout]}\n  -> {args.dst}: {len(converted)} tensors in mmswin layout'
           f' ({dropped} head / derived tensors dropped)')
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command: a file that cannot be converted gives its message and exit status 1 (``--debug``: traceback)."""
+    from mmswin.apis.errors import run_tool
+    return run_tool(convert, argv, extra_errors=(ValueError, OSError), prog='swin2mmswin')
 
 
 if __name__ == '__main__':

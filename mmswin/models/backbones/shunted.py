@@ -420,7 +420,7 @@ class ShuntedTransformer(PyramidBackbone):
         state = convert_shunted_checkpoint(state_dict)
         ckpt_arch = infer_shunted_arch(state)
         own = dict(depths=self.depths, num_conv=self.num_conv)
-        layout = f'Shunted, {_describe_arch(ckpt_arch)}'
+        layout = f'Shunted layout, {_describe_arch(ckpt_arch)}'
         if ckpt_arch != own:
             layout += f' -- the model is {_describe_arch(own)}'
         return state, layout, ['patch_embed1.conv.*.num_batches_tracked']

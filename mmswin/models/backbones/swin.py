@@ -42,12 +42,13 @@ from timm.layers import DropPath, trunc_normal_
 from torch import Tensor, nn
 
 from mmswin.models.backbones.base import PyramidBackbone
+from mmswin.models.pretrained import CheckpointMismatchError
 from mmswin.registry import MODELS
 
 __all__ = [
     'SwinTransformer', 'SWIN_ARCHS', 'relative_position_index', 'window_partition', 'window_reverse',
     'shift_window_mask', 'masked_attention', 'resize_relative_position_bias_table', 'resize_abs_pos_embed',
-    'detect_swin_layout', 'convert_swin_state_dict', 'official_to_unfold_order', 'unfold_to_official_order',
+    'detect_swin_layout', 'describe_swin_state_dict', 'convert_swin_state_dict', 'official_to_unfold_order', 'unfold_to_official_order',
 ]
 
 
@@ -651,7 +652,9 @@ class SwinTransformer(PyramidBackbone):
         allowed = []
         if not level_norms - {self.num_stages - 1}:  # an ImageNet layout: at most the final norm
             allowed = [f'norm{i}.*' for i in self.out_indices if i not in level_norms]
-        return state, layout, allowed
+        found, own = describe_swin_state_dict(state), describe_swin_state_dict(self.state_dict())
+        description = f'{layout} layout, {found}' + ('' if found == own else f' -- the model is {own}')
+        return state, description, allowed
 
     # -- forward --------------------------------------------------------------------------------------------------
     def _abs_pos_embed(self, hw: tuple[int, int]) -> Tensor:
@@ -757,7 +760,7 @@ def detect_swin_layout(state_dict: Mapping[str, Any]) -> str:
         One of ``'official'``, ``'timm'``, ``'mmdet'`` (also mmseg and mmswin), ``'mmpretrain'``.
 
     Raises:
-        ValueError: no Swin Transformer layout fits; the message shows some of the keys found.
+        CheckpointMismatchError: no Swin Transformer layout fits; the message shows some of the keys found.
     """
     keys = [re.sub(r'^layers_(\d+)\.', r'layers.\1.', k) for k in state_dict]
     if any(re.match(r'stages\.\d+\.blocks\.\d+\.attn\.w_msa\.qkv\.weight$', k) for k in keys):
@@ -768,9 +771,30 @@ def detect_swin_layout(state_dict: Mapping[str, Any]) -> str:
         merging = {int(m.group(1)) for k in keys if (m := re.match(r'layers\.(\d+)\.downsample\.', k))}
         return 'timm' if merging and 0 not in merging else 'official'
     sample = ', '.join(list(state_dict)[:6])
-    raise ValueError('the checkpoint is not of a Swin Transformer in any known layout (official '
+    raise CheckpointMismatchError('the checkpoint is not of a Swin Transformer in any known layout (official '
                      "'layers.0.blocks.0.attn.qkv.weight', timm, mmdet / mmseg / mmswin / mmpretrain "
                      f"'stages.0.blocks.0.attn.w_msa.qkv.weight'); its {len(state_dict)} keys begin with: {sample}")
+
+
+def describe_swin_state_dict(state_dict: Mapping[str, Tensor]) -> str:
+    """The arch a Swin state dict in mmswin's layout holds, in words: ``"arch 'base' (embed_dims 128, depths
+    (2, 2, 18, 2), heads (4, 8, 16, 32), window 7)"`` (the preset name when one fits)."""
+    embed = state_dict.get('patch_embed.projection.weight')
+    blocks: dict[int, set[int]] = {}
+    heads: dict[int, int] = {}
+    window = None
+    for key, value in state_dict.items():
+        m = re.match(r'stages\.(\d+)\.blocks\.(\d+)\.attn\.w_msa\.relative_position_bias_table$', key)
+        if m:
+            blocks.setdefault(int(m.group(1)), set()).add(int(m.group(2)))
+            heads[int(m.group(1))] = value.shape[1]
+            window = (math.isqrt(value.shape[0]) + 1) // 2
+    depths = tuple(len(blocks[i]) for i in sorted(blocks))
+    arch = dict(embed_dims=embed.shape[0] if embed is not None else None, depths=depths,
+                num_heads=tuple(heads[i] for i in sorted(heads)))
+    name = next((n for n, a in SWIN_ARCHS.items() if a == arch), None)
+    text = f'embed_dims {arch["embed_dims"]}, depths {depths}, heads {arch["num_heads"]}, window {window}'
+    return f"arch '{name}' ({text})" if name else f'({text})'
 
 
 def convert_swin_state_dict(state_dict: Mapping[str, Tensor], layout: str | None = None) -> dict[str, Tensor]:
