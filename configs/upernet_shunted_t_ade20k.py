@@ -6,7 +6,7 @@
 # (third-party: Shunted-S + Semantic FPN 48.2 mIoU, RMT arXiv 2309.11523 Table 5).
 _base_ = [
     './_base_/models/upernet_shunted.py',
-    'mmseg::_base_/datasets/ade20k.py',
+    './_base_/datasets/ade20k_512.py',
     './_base_/seg_runtime.py',
     './_base_/schedules/upernet_adamw_160k.py',
 ]
@@ -17,12 +17,5 @@ _base_ = [
 pretrained = 'checkpoints/shunted_t.pth'
 
 crop_size = (512, 512)
-model = dict(
-    data_preprocessor=dict(size=crop_size),
-    backbone=dict(arch='tiny', drop_path_rate=0.1, init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    decode_head=dict(in_channels=[64, 128, 256, 512], num_classes=150),
-    auxiliary_head=dict(in_channels=256, num_classes=150))
-
-train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
-test_dataloader = val_dataloader
+model = dict(data_preprocessor=dict(size=crop_size),
+             backbone=dict(arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=pretrained)))

@@ -4,7 +4,7 @@
 # Multi-scale + flip testing: python tools/test.py CONFIG CKPT --tta (ratios 0.5-1.75 with flip, stock tta_pipeline).
 _base_ = [
     './_base_/models/upernet_swin.py',
-    'mmseg::_base_/datasets/ade20k.py',
+    './_base_/datasets/ade20k_512.py',
     './_base_/seg_runtime.py',
     './_base_/schedules/upernet_adamw_160k.py',
 ]
@@ -16,12 +16,5 @@ _base_ = [
 pretrained = 'checkpoints/swin_tiny_patch4_window7_224.pth'
 
 crop_size = (512, 512)
-model = dict(
-    data_preprocessor=dict(size=crop_size),
-    backbone=dict(arch='tiny', drop_path_rate=0.3, init_cfg=dict(type='Pretrained', checkpoint=pretrained)),
-    decode_head=dict(in_channels=[96, 192, 384, 768], num_classes=150),
-    auxiliary_head=dict(in_channels=384, num_classes=150))
-
-train_dataloader = dict(batch_size=2)
-val_dataloader = dict(batch_size=1)
-test_dataloader = val_dataloader
+model = dict(data_preprocessor=dict(size=crop_size),
+             backbone=dict(arch='tiny', init_cfg=dict(type='Pretrained', checkpoint=pretrained)))
