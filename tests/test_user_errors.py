@@ -75,7 +75,9 @@ def test_label_value_above_num_classes(tmp_path, capsys):
     ade = write_ade(str(tmp_path))
     label = Path(ade, 'annotations', 'training', 'ADE_training_00000000.png')
     data = mmcv.imread(str(label), flag='unchanged')
-    data[:8, :8] = 200  # class 199 after reduce_zero_label, for 150 classes: neither a class nor the ignore index
+    # class 199 after reduce_zero_label, for 150 classes: neither a class nor the ignore index. The whole map, so
+    # that every random resize / crop of the training pipeline keeps it (an 8x8 corner was cropped away at times)
+    data[:] = 200
     mmcv.imwrite(data, str(label))
     cfg = tiny_seg_config(str(tmp_path / 'seg.py'), ade, "custom_hooks = [dict(type='NonFiniteLossHook')]\n"
                           "train_cfg = dict(max_iters=1, val_interval=10)\n")
