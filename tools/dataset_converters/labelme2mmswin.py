@@ -4,8 +4,10 @@
 Three kinds of input are recognised (``--input-format auto`` picks by content):
 
 ``labelme``
-    A folder of labelme annotation files (``*.json`` with ``shapes``), as the labelme tool writes them; the image
-    is ``imagePath`` next to the json or, when absent, the embedded ``imageData``. Gives both outputs. Polygons,
+    A folder of labelme annotation files (``*.json`` with ``shapes``), as the labelme tool writes them. The image
+    is read as labelme reads it: the embedded ``imageData`` (base64, pixels as stored) when there is one, whatever
+    ``imagePath`` says (old files carry stale ones); otherwise ``imagePath`` relative to the json's folder, Windows
+    (backslash) separators accepted, EXIF rotation applied. Gives both outputs. Polygons,
     rectangles, circles and ``mask`` shapes are areas; lines and points are skipped with a warning. Shapes with the
     same ``label`` and ``group_id`` form one instance (as in labelme's own ``labelme2coco.py``).
 ``voc``
@@ -20,7 +22,8 @@ Class list: labelme's ``labels.txt`` convention (``--labels``; first line ``__ig
 the classes). Without it the classes are ``background`` plus the sorted labels found. ``_background_`` is written as
 ``background``; pixels no shape covers are background, as in labelme's VOC export.
 
-Outputs (all images of a split are copied, JPEG bytes unchanged unless an EXIF rotation has to be applied):
+Outputs (all images of a split are copied, JPEG bytes -- files or embedded -- unchanged unless an EXIF rotation has
+to be applied; other formats are written as JPEG, quality 95, as the layouts name ``<stem>.jpg``):
 
 * ``--seg-out DIR``: ``images/{training,validation}/<stem>.jpg`` and ``annotations/{training,validation}/<stem>.png``
   as in ADE20K: single-channel PNG, 0 = unlabelled / ignored, class ``k`` of the class list stored as ``k + 1``. Read
@@ -49,10 +52,10 @@ import sys
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 __all__ = ['ConversionError', 'LabelmeSample', 'voc_palette', 'read_label_file', 'load_labelme_dir',
            'rasterize_shape', 'semantic_map', 'instances_of', 'convert', 'fix_coco_ids', 'main']
@@ -104,9 +107,15 @@ class LabelmeSample:
     """One annotated image of a labelme folder."""
     stem: str
     json_path: Path
-    image: Image.Image  # RGB, EXIF orientation applied
+    image: Image.Image  # RGB, as labelme shows it (EXIF orientation applied to image files)
     image_path: Path | None  # the original file when it can be copied byte for byte
     shapes: list[dict] = field(default_factory=list)
+    image_data: bytes | None = None  # the embedded JPEG when it can be written byte for byte
+
+    @property
+    def original(self) -> Path | bytes | None:
+        """What ``_write_image`` can write unchanged: the image file, the embedded JPEG bytes, or None."""
+        return self.image_path if self.image_path is not None else self.image_data
 
 
 def _open_image(path: Path) -> tuple[Image.Image, bool]:
@@ -121,8 +130,55 @@ def _open_image(path: Path) -> tuple[Image.Image, bool]:
         raise ConversionError(f'{path}: not a readable image ({err})') from None
 
 
+def _decode_image_data(json_path: Path, image_data: object) -> tuple[Image.Image, bytes | None]:
+    """The embedded ``imageData`` as labelme reads it (``utils.img_b64_to_arr``: base64, pixels as stored).
+
+    Returns (RGB image, the decoded bytes when they are a JPEG without EXIF rotation, to be written unchanged).
+    """
+    if not isinstance(image_data, str):
+        raise ConversionError(f'{json_path}: "imageData" must be a base64 string or null, got '
+                              f'{type(image_data).__name__}; re-save the file in labelme')
+    raw = b''
+    try:
+        raw = base64.b64decode(image_data)  # not validate=True: labelme skips stray characters too
+        with Image.open(io.BytesIO(raw)) as img:
+            img.load()  # a truncated image raises here, not later
+            verbatim = img.format in ('JPEG', 'MPO') and img.getexif().get(0x0112, 1) == 1
+            image = img.convert('RGB')
+    except (OSError, SyntaxError, ValueError) as err:  # binascii.Error (bad base64) is a ValueError
+        why = (f'its {len(raw)} decoded bytes are in no image format PIL reads'
+               if isinstance(err, UnidentifiedImageError) else str(err))
+        raise ConversionError(f'{json_path}: the embedded "imageData" is not a base64-encoded image ({why}); '
+                              're-save the file in labelme, or set "imageData" to null to read the image file '
+                              'named by "imagePath"') from None
+    return image, raw if verbatim else None
+
+
+def _image_file_of(json_path: Path, image_path: object) -> Path:
+    """``imagePath`` resolved as labelme does: ``\\`` or ``/`` separators, relative to the json's folder."""
+    if not isinstance(image_path, str) or not image_path:
+        raise ConversionError(f'{json_path}: embeds no "imageData" and names no "imagePath" (got {image_path!r}); '
+                              're-save the file in labelme with its image')
+    relative = PureWindowsPath(image_path)
+    resolved = json_path.parent / relative.as_posix()
+    if not resolved.is_file():
+        hint = 'put the image there or correct "imagePath" in the json'
+        beside = json_path.parent / relative.name
+        if relative.name and beside != resolved and beside.is_file():
+            hint = f'if {beside} is this image, set "imagePath": "{relative.name}"'
+        raise ConversionError(f'{json_path}: image "{image_path}" does not exist (looked for {resolved}, relative '
+                              f'to the json\'s folder) and the file embeds no imageData; {hint}')
+    if resolved.resolve() == json_path.resolve():
+        raise ConversionError(f'{json_path}: "imagePath" names this json file itself and the file embeds no '
+                              'imageData; set "imagePath" to the file name of its image')
+    return resolved
+
+
 def load_labelme_dir(folder: Path) -> list[LabelmeSample]:
-    """Read every labelme ``*.json`` of ``folder`` with its image (checked, decoded)."""
+    """Read every labelme ``*.json`` of ``folder`` with its image (checked, decoded) as labelme reads it.
+
+    The embedded ``imageData`` comes first; only when it is empty or null is ``imagePath`` read.
+    """
     samples = []
     for json_path in sorted(folder.glob('*.json')):
         try:
@@ -131,25 +187,24 @@ def load_labelme_dir(folder: Path) -> list[LabelmeSample]:
             raise ConversionError(f'{json_path}: not a readable labelme json ({err})') from None
         if not isinstance(data, dict) or 'shapes' not in data:
             raise ConversionError(f'{json_path}: no "shapes" key, not a labelme annotation file')
-        image_path = json_path.parent / data['imagePath'] if data.get('imagePath') else None
-        if image_path is not None and image_path.is_file():
-            image, rotated = _open_image(image_path)
-            source = None if rotated or image_path.suffix.lower() not in ('.jpg', '.jpeg') else image_path
-        elif data.get('imageData'):
-            try:
-                image = ImageOps.exif_transpose(Image.open(io.BytesIO(base64.b64decode(data['imageData']))))
-                image = image.convert('RGB')
-            except (OSError, ValueError) as err:
-                raise ConversionError(f'{json_path}: embedded imageData is not a readable image ({err})') from None
-            source = None
+        source: Path | None = None
+        embedded: bytes | None = None
+        if data.get('imageData'):
+            image, embedded = _decode_image_data(json_path, data['imageData'])
+            origin = 'its embedded imageData'
         else:
-            raise ConversionError(f'{json_path}: image {str(image_path)!r} does not exist and the file embeds '
-                                  'no imageData')
+            image_path = _image_file_of(json_path, data.get('imagePath'))
+            try:
+                image, rotated = _open_image(image_path)
+            except ConversionError as err:
+                raise ConversionError(f'{json_path}: {err}') from None
+            source = None if rotated or image_path.suffix.lower() not in ('.jpg', '.jpeg') else image_path
+            origin = str(image_path)
         h, w = data.get('imageHeight'), data.get('imageWidth')
         if (h, w) != (None, None) and (h, w) != (image.height, image.width):
-            raise ConversionError(f'{json_path}: says the image is {w}x{h} but {image_path or "imageData"} is '
+            raise ConversionError(f'{json_path}: says the image is {w}x{h} but {origin} is '
                                   f'{image.width}x{image.height}; the annotation does not belong to this image')
-        samples.append(LabelmeSample(json_path.stem, json_path, image, source, list(data['shapes'])))
+        samples.append(LabelmeSample(json_path.stem, json_path, image, source, list(data['shapes']), embedded))
     if not samples:
         raise ConversionError(f'{folder}: no labelme *.json files')
     return samples
@@ -288,9 +343,12 @@ def _split(stems: list[str], val_ratio: float, val_images: Sequence[str] | None,
     return {'train': [s for s in stems if s not in val], 'val': val}
 
 
-def _write_image(dst: Path, image: Image.Image, source: Path | None) -> None:
+def _write_image(dst: Path, image: Image.Image, source: Path | bytes | None) -> None:
+    """Write ``source`` (a file or JPEG bytes) unchanged, or ``image`` as a JPEG (quality 95) without source."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if source is not None:
+    if isinstance(source, bytes):
+        dst.write_bytes(source)
+    elif source is not None:
         shutil.copyfile(source, dst)
     else:
         image.save(dst, format='JPEG', quality=95)
@@ -315,7 +373,7 @@ def write_seg_from_labelme(samples: list[LabelmeSample], classes: Sequence[str],
     for split, stems in splits.items():
         for stem in stems:
             sample = by_stem[stem]
-            _write_image(out / 'images' / SEG_SPLITS[split] / f'{stem}.jpg', sample.image, sample.image_path)
+            _write_image(out / 'images' / SEG_SPLITS[split] / f'{stem}.jpg', sample.image, sample.original)
             ann = out / 'annotations' / SEG_SPLITS[split] / f'{stem}.png'
             ann.parent.mkdir(parents=True, exist_ok=True)
             Image.fromarray(semantic_map(sample, classes), mode='L').save(ann)
@@ -332,7 +390,7 @@ def write_coco_from_labelme(samples: list[LabelmeSample], classes: Sequence[str]
         images, annotations = [], []
         for image_id, stem in enumerate(stems, start=1):
             sample = by_stem[stem]
-            _write_image(out / COCO_SPLITS[split] / f'{stem}.jpg', sample.image, sample.image_path)
+            _write_image(out / COCO_SPLITS[split] / f'{stem}.jpg', sample.image, sample.original)
             images.append({'id': image_id, 'file_name': f'{stem}.jpg', 'width': sample.image.width,
                            'height': sample.image.height})
             for index, mask, polys in instances_of(sample, classes):
