@@ -1,6 +1,9 @@
 # The README's commands. Each one creates the project-local environment (.venv) first when it is missing.
 PY := .venv/bin/python
 PYTEST_ARGS ?=
+# pytest-xdist workers (tests/conftest.py gives each worker its share of the cores): 2 halves the suite's wall time
+# on 2 cores, since much of it is single-threaded Python (torch.compile tracing, config building, subprocesses).
+PYTEST_WORKERS ?= 2
 
 .PHONY: env test test-fast demo demo-det clean-env
 
@@ -8,10 +11,10 @@ env:
 	bash tools/setup_env.sh
 
 test: env
-	$(PY) -m pytest tests -q -p no:cacheprovider --durations=15 $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q -p no:cacheprovider -n $(PYTEST_WORKERS) --durations=15 $(PYTEST_ARGS)
 
 test-fast: env
-	$(PY) -m pytest tests -q -p no:cacheprovider -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest tests -q -p no:cacheprovider -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 demo: env
 	$(PY) tools/run_demo.py --task seg

@@ -1,5 +1,16 @@
 """Test-wide hygiene."""
+import os
+
 import pytest
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``make test``: 2 workers), each worker takes its share of the cores for torch's
+    intra-op threads (and the processes the tests start), instead of every worker using them all. Runs before any
+    test module imports torch, so OpenMP reads it."""
+    workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
+    if workers > 1:
+        os.environ.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // workers)))
 
 
 def _manager_classes():
