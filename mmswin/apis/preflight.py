@@ -229,6 +229,11 @@ PRETRAINED_SOURCES: dict[str, str] = {
         'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_base_patch4_window7_224.pth',
     'swin_large_patch4_window7_224_22k.pth':
         'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_large_patch4_window7_224_22k.pth',
+    # ImageNet-22K at 384x384, window 12: the upernet_swin_{b,l}_ade20k_640_22k.py configs
+    'swin_base_patch4_window12_384_22k.pth':
+        'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_base_patch4_window12_384_22k.pth',
+    'swin_large_patch4_window12_384_22k.pth':
+        'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_large_patch4_window12_384_22k.pth',
 }
 _SHUNTED_SOURCE = ('the Google Drive folder of the official Shunted Transformer release '
                    '(https://github.com/OliverRensu/Shunted-Transformer#model-zoo: '
