@@ -32,9 +32,9 @@ def _fresh_dynamo():
     torch._dynamo.reset()
 
 
-def _explain(model: torch.nn.Module, x: torch.Tensor, train: bool, amp: bool):
+def _explain(model: torch.nn.Module, x: torch.Tensor, train: bool, amp: torch.dtype | None):
     model.train(train)
-    with torch.autocast('cpu', dtype=torch.bfloat16, enabled=amp):
+    with torch.autocast('cpu', dtype=amp or torch.bfloat16, enabled=amp is not None):
         return torch._dynamo.explain(model)(x)
 
 
@@ -45,7 +45,8 @@ def _explain(model: torch.nn.Module, x: torch.Tensor, train: bool, amp: bool):
     (_shunted, (61, 75), {}),
     (_shunted, (64, 96), dict(with_cp=True, frozen_stages=2)),
 ], ids=['swin-odd', 'swin-below-window-abs-pos', 'swin-cp-frozen', 'shunted-odd', 'shunted-cp-frozen'])
-@pytest.mark.parametrize('train,amp', [(True, False), (False, False), (True, True)], ids=['train', 'eval', 'bf16'])
+@pytest.mark.parametrize('train,amp', [(True, None), (False, None), (True, torch.bfloat16), (False, torch.float16)],
+                         ids=['train', 'eval', 'bf16-train', 'fp16-eval'])
 def test_one_graph_without_break(build, size, options, train, amp):
     explanation = _explain(build(**options), torch.randn(2, 3, *size), train, amp)
     assert explanation.graph_break_count == 0, [str(r.reason) for r in explanation.break_reasons]
