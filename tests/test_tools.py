@@ -510,6 +510,34 @@ def test_flops_of_swin_t_match_the_paper():
     assert 4.4e9 < flops < 4.6e9, flops
 
 
+def test_cascade_mask_heads_counted_on_the_first_rois():
+    """get_flops counts a cascade's mask heads on the first 100 proposals (the published convention): inside the
+    context the mask forward computes those rows only, zeros for the rest; afterwards the head is as before."""
+    calls = []
+
+    class CascadeRoIHead(torch.nn.Module):  # the name is what the tool recognises
+        def _mask_forward(self, stage, x, rois):
+            calls.append(len(rois))
+            return dict(mask_preds=rois[:, :1, None, None].expand(-1, 2, 3, 3) + 1, mask_feats=None)
+
+    model = torch.nn.Module()
+    model.roi_head = CascadeRoIHead()
+    rois = torch.arange(150 * 5, dtype=torch.float32).view(150, 5)
+    full = model.roi_head._mask_forward(0, (), rois)['mask_preds']
+    with get_flops.mask_heads_on_first_rois(model, 100) as active:
+        assert active
+        out = model.roi_head._mask_forward(1, (), rois)
+    assert calls == [150, 100]
+    assert out['mask_preds'].shape == full.shape and 'mask_feats' in out
+    assert torch.equal(out['mask_preds'][:100], full[:100]) and not out['mask_preds'][100:].any()
+    assert '_mask_forward' not in vars(model.roi_head)  # the method is the class's again
+    with get_flops.mask_heads_on_first_rois(model, 0) as active:
+        assert not active and '_mask_forward' not in vars(model.roi_head)
+    model.roi_head = torch.nn.Module()  # e.g. StandardRoIHead: already counts 100 itself
+    with get_flops.mask_heads_on_first_rois(model, 100) as active:
+        assert not active
+
+
 def test_get_flops_and_benchmark(tmp_path, data_dir):
     cfg_path = tiny_seg_config(str(tmp_path / 'seg_tiny.py'), osp.join(data_dir, 'ade', 'ADEChallengeData2016'))
     (res,) = get_flops.main([cfg_path, '--shape', '64', '64', '--json', str(tmp_path / 'flops.json')])

@@ -8,6 +8,10 @@ needed). FLOPs follow the fvcore / mmengine convention (one fused multiply-add =
 Counted per part: the backbone, and the whole model. For Mask R-CNN the whole-model figure includes the RoI heads
 on the RPN's proposals (up to 1000 boxes, the mask head on the first 100), as mmdet's own get_flops does; with
 random weights the proposal count after NMS may fall below 1000, so the backbone figure is the stable one.
+Cascade Mask R-CNN is counted the same way (box heads of the three stages on every proposal, mask heads of the
+three stages on the first 100), as mmdet 2.x's ``forward_dummy`` counted the published Swin figures; mmdet 3.3's
+``CascadeRoIHead.forward`` runs the mask heads on all proposals instead (``--mask-rois 0`` counts that: about
+1430 G more at 800x1280, whatever the backbone).
 ``scaled_dot_product_attention`` is counted (mmengine has no handle for it) as its two matrix products.
 """
 from __future__ import annotations
@@ -15,6 +19,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -45,6 +51,30 @@ class _TensorMode(torch.nn.Module):
         return self.model(inputs, self.data_samples, mode='tensor')
 
 
+@contextmanager
+def mask_heads_on_first_rois(model: torch.nn.Module, num_rois: int) -> Iterator[bool]:
+    """While active, a ``CascadeRoIHead``'s mask heads compute only the first ``num_rois`` RoIs (the rest of
+    their output is zeros, which count no FLOPs), as ``StandardRoIHead.forward`` does with 100 in tensor mode.
+    Yields whether the model has such a head; ``num_rois <= 0`` changes nothing."""
+    roi_head = getattr(model, 'roi_head', None)
+    if num_rois <= 0 or roi_head is None or type(roi_head).__name__ != 'CascadeRoIHead':
+        yield False
+        return
+    mask_forward = roi_head._mask_forward
+
+    def first_rois(stage: int, x: tuple, rois: torch.Tensor) -> dict:
+        out = mask_forward(stage, x, rois[:num_rois])
+        preds = out['mask_preds']
+        rest = preds.new_zeros((rois.shape[0] - preds.shape[0], *preds.shape[1:]))
+        return dict(out, mask_preds=torch.cat([preds, rest]))
+
+    roi_head._mask_forward = first_rois  # an instance attribute: the class stays untouched
+    try:
+        yield True
+    finally:
+        del roi_head._mask_forward
+
+
 def count(module: torch.nn.Module, inputs: tuple) -> int:
     from mmengine.analysis import FlopAnalyzer
     analyzer = FlopAnalyzer(module, inputs)
@@ -53,15 +83,17 @@ def count(module: torch.nn.Module, inputs: tuple) -> int:
     return int(analyzer.total())
 
 
-def complexity(cfg: Config, height: int, width: int) -> dict[str, Any]:
-    """Params and FLOPs of the backbone and of the whole model of ``cfg`` at ``height x width``."""
+def complexity(cfg: Config, height: int, width: int, mask_rois: int = 100) -> dict[str, Any]:
+    """Params and FLOPs of the backbone and of the whole model of ``cfg`` at ``height x width`` (a cascade's
+    mask heads on the first ``mask_rois`` proposals; 0: on all of them)."""
     from mmengine.analysis import parameter_count
     model = build_model(cfg)
     inputs, samples = dummy_inputs(cfg.default_scope, height, width)
     params = parameter_count(model)
     with torch.no_grad():
         backbone_flops = count(model.backbone, (inputs,))
-        model_flops = count(_TensorMode(model, samples), (inputs,))
+        with mask_heads_on_first_rois(model, mask_rois):
+            model_flops = count(_TensorMode(model, samples), (inputs,))
     return dict(
         input_shape=[height, width],
         params=params[''], backbone_params=params['backbone'],
@@ -78,6 +110,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--shape', type=int, nargs=2, metavar=('H', 'W'),
                         help='input height and width (default: 800 1280 for detection, 512 512 for segmentation)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
+    parser.add_argument('--mask-rois', type=int, default=100,
+                        help='Cascade Mask R-CNN: run the mask heads on this many proposals, as the published '
+                             'figures count (default 100; 0: all, as mmdet 3.3\'s tensor mode)')
     parser.add_argument('--json', help='also write the results to this JSON file (a list, one entry per config)')
     return parser.parse_args(argv)
 
@@ -89,7 +124,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     for path in args.configs:
         cfg = load_config(path, args.cfg_options, drop_pretrained=True)  # random weights are fine for counting
         height, width = args.shape or DEFAULT_SHAPES[cfg.default_scope]
-        res = dict(config=path, **complexity(cfg, height, width))
+        res = dict(config=path, **complexity(cfg, height, width, args.mask_rois))
         results.append(res)
         print(f'{path}: input {height}x{width} | params {_fmt(res["params"], "M")} '
               f'(backbone {_fmt(res["backbone_params"], "M")}) | FLOPs {_fmt(res["flops"], "G")} '
