@@ -86,3 +86,19 @@ print('ok')
 '''
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, cwd=REPO)
     assert out.returncode == 0 and out.stdout.strip() == 'ok', out.stderr[-3000:]
+
+
+def test_tools_are_scripts_over_the_package():
+    """No tool patches ``sys.path`` or imports another tool: what tools share lives in ``mmswin`` (README,
+    'Architecture')."""
+    tools = sorted((REPO / 'tools').rglob('*.py'))
+    assert len(tools) >= 10
+    names = {p.stem for p in tools}
+    broken = []
+    for path in tools:
+        text = path.read_text()
+        if 'sys.path' in text:
+            broken.append(f'{path.relative_to(REPO)} patches sys.path')
+        broken += [f'{path.relative_to(REPO)} imports the tool {m}' for m, _ in _imports(path)
+                   if m.split('.')[0] in names and not m.startswith(('mmswin', 'torch', 'mmengine'))]
+    assert not broken, '\n'.join(broken)

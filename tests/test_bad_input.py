@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os.path as osp
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -20,8 +19,8 @@ from mmswin.datasets import DataCheckError, check_dataset, check_sample
 from mmswin.engine import DataCheckHook
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'tools' / 'dataset_converters'))
-import labelme2mmswin  # noqa: E402
+import mmswin.datasets.labelme as labelme2mmswin  # noqa: E402  (the converter's library)
+from tool_loader import load_tool  # noqa: E402
 
 
 def _jpeg(path: Path, size=(40, 30), color=(200, 10, 10)) -> Path:
@@ -292,11 +291,10 @@ def test_converter_refuses_non_empty_output(tmp_path):
 
 @pytest.mark.slow
 def test_demo_stops_on_truncated_image_naming_it(tmp_path, capsys):
-    sys.path.insert(0, str(REPO / 'tools'))
-    import prepare_demo_data
-    import run_demo
+    from mmswin.datasets import demo_data
+    run_demo = load_tool('run_demo.py')
     data = tmp_path / 'data'
-    prepare_demo_data.prepare(data, log=lambda *_: None)  # from the cached sdist
+    demo_data.prepare(data, log=lambda *_: None)  # from the cached sdist
     photo = data / 'demo_ade/images/training/2011_000025.jpg'
     photo.write_bytes(photo.read_bytes()[:20000])
     code = run_demo.main(['--config', str(REPO / 'configs/demo/upernet_swin_tiny_overfit.py'), '--data-root',

@@ -13,7 +13,6 @@ scores near 0 on both):
 from __future__ import annotations
 
 import json
-import sys
 import tarfile
 import warnings
 from pathlib import Path
@@ -23,11 +22,12 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'tools'))
-sys.path.insert(0, str(REPO / 'tools' / 'dataset_converters'))
-import labelme2mmswin  # noqa: E402
-import prepare_demo_data  # noqa: E402
-import run_demo  # noqa: E402
+import mmswin.datasets.demo_data as prepare_demo_data  # noqa: E402  (tools/prepare_demo_data.py's library)
+import mmswin.datasets.labelme as labelme  # noqa: E402  (tools/dataset_converters/labelme2mmswin.py's library)
+from tool_loader import load_tool  # noqa: E402
+
+labelme2mmswin = load_tool('dataset_converters/labelme2mmswin.py')
+run_demo = load_tool('run_demo.py')
 
 VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus', 'car', 'cat', 'chair', 'cow',
                'diningtable', 'dog', 'horse', 'motorbike', 'person', 'potted plant', 'sheep', 'sofa', 'train',
@@ -37,7 +37,7 @@ VOC_CLASSES = ('background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', '
 @pytest.fixture(scope='module')
 def demo_data() -> dict[str, Path]:
     """<repo>/data/demo_ade and demo_coco (the demo configs' data roots); prepared once, cached."""
-    return prepare_demo_data.prepare(log=lambda *_: None)
+    return prepare_demo_data.prepare(REPO / 'data', log=lambda *_: None)
 
 
 # ---------------------------------------------------------------------------------------------- demo data
@@ -46,7 +46,7 @@ def demo_data() -> dict[str, Path]:
 def test_prepare_is_idempotent(demo_data):
     stamps = {k: (p / prepare_demo_data.STAMP).stat().st_mtime_ns for k, p in demo_data.items()}
     messages = []
-    again = prepare_demo_data.prepare(log=messages.append)
+    again = prepare_demo_data.prepare(REPO / 'data', log=messages.append)
     assert again == demo_data
     assert {k: (p / prepare_demo_data.STAMP).stat().st_mtime_ns for k, p in again.items()} == stamps
     assert messages == [f'demo data ready: {demo_data["seg"]} and {demo_data["coco"]}']
@@ -90,14 +90,14 @@ def test_labelme_json_route_matches_labelme_exports(demo_data, tmp_path):
                    or m.name.endswith('/labels.txt') and m.name.startswith(prefix)]
         tar.extractall(tmp_path, members=members, filter='data')
     examples = tmp_path / prefix
-    labelme2mmswin.convert(examples / 'semantic_segmentation/data_annotated', seg_out=tmp_path / 'ade',
+    labelme.convert(examples / 'semantic_segmentation/data_annotated', seg_out=tmp_path / 'ade',
                            labels=examples / 'semantic_segmentation/labels.txt', val_equals_train=True)
     for png in sorted((demo_data['seg'] / 'annotations/training').glob('*.png')):
         ours = np.array(Image.open(tmp_path / 'ade/annotations/training' / png.name))
         theirs = np.array(Image.open(png))
         assert (ours != theirs).mean() < 1e-3, png.name  # PIL versions may differ on a few edge pixels
 
-    labelme2mmswin.convert(examples / 'instance_segmentation/data_annotated', coco_out=tmp_path / 'coco',
+    labelme.convert(examples / 'instance_segmentation/data_annotated', coco_out=tmp_path / 'coco',
                            labels=examples / 'instance_segmentation/labels.txt', val_equals_train=True)
     ours = json.loads((tmp_path / 'coco/annotations/instances_train2017.json').read_text())
     theirs = json.loads((demo_data['coco'] / 'annotations/instances_train2017.json').read_text())
@@ -145,7 +145,7 @@ def test_converter_shapes_groups_ignore_and_embedded_images(tmp_path):
     _write_labelme(src, 'b', [_shape('dog', [[5, 5], [25, 5], [25, 25], [5, 25]])], embed=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
-        classes = labelme2mmswin.convert(src, seg_out=tmp_path / 'ade', coco_out=tmp_path / 'coco',
+        classes = labelme.convert(src, seg_out=tmp_path / 'ade', coco_out=tmp_path / 'coco',
                                          val_images=['b'])
     assert any("skipped a 'line' shape" in str(w.message) for w in caught)
     assert classes == {'seg': ['background', 'cat', 'dog'], 'coco': ['cat', 'dog']}
@@ -169,7 +169,7 @@ def test_fix_coco_ids_shifts_and_drops_background():
     data = {'images': [{'id': 0, 'file_name': 'x.jpg', 'width': 4, 'height': 4}],
             'annotations': [{'id': 0, 'image_id': 0, 'category_id': 1, 'bbox': [0, 0, 1, 1]}],
             'categories': [{'id': 0, 'name': '_background_'}, {'id': 1, 'name': 'cat'}]}
-    fixed = labelme2mmswin.fix_coco_ids(data)
+    fixed = labelme.fix_coco_ids(data)
     assert fixed['images'][0]['id'] == 1 and fixed['annotations'][0]['id'] == 1
     assert fixed['annotations'][0]['image_id'] == 1 and fixed['annotations'][0]['category_id'] == 1
     assert fixed['categories'] == [{'id': 1, 'name': 'cat'}]

@@ -6,9 +6,7 @@ Small archs throughout; the three ONNX exports take 25-50 s each on 2 CPU cores,
 about 30 s (marked slow)."""
 from __future__ import annotations
 
-import importlib.util
 import os.path as osp
-import sys
 
 import pytest
 import torch
@@ -30,18 +28,9 @@ UPERNET_SWIN_SMALL = {  # configs/upernet_swin_t_ade20k.py shrunk: C=16 Swin wit
 }
 
 
-def _load_tool():
-    name = 'mmswin_tools_export_onnx'
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'tools', 'deployment', 'export_onnx.py'))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
+from tool_loader import load_tool  # noqa: E402
 
-
-T = _load_tool()  # the command line: parse_args, run, main
+T = load_tool('deployment/export_onnx.py')  # the command line: parse_args, run, main
 import mmswin.apis.export as E  # noqa: E402  (the export functions)
 
 

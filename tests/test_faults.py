@@ -14,7 +14,6 @@ import copy
 import errno
 import os
 import os.path as osp
-import signal
 import socket
 import subprocess
 import sys

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,10 @@ import pytest
 from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / 'tools' / 'dataset_converters'))
-import labelme2mmswin  # noqa: E402
+import mmswin.datasets.labelme as labelme  # noqa: E402
+from tool_loader import load_tool  # noqa: E402
+
+labelme2mmswin = load_tool('dataset_converters/labelme2mmswin.py')  # the command line
 
 W, H = 32, 24
 CAT = [[4, 4], [20, 4], [20, 16], [4, 16]]  # polygon: x 4..20, y 4..16
@@ -70,7 +71,7 @@ def _new_labelme(path: Path, image_path: str, image_data: bytes | str | None) ->
 
 
 def _convert(src: Path, out: Path) -> dict:
-    return labelme2mmswin.convert(src, seg_out=out / 'ade', coco_out=out / 'coco', val_equals_train=True)
+    return labelme.convert(src, seg_out=out / 'ade', coco_out=out / 'coco', val_equals_train=True)
 
 
 def _coco_images(out: Path) -> dict[str, dict]:
@@ -179,7 +180,7 @@ def test_embedded_jpeg_exif_rotation_is_not_applied(tmp_path):
 def test_missing_image_names_the_json_and_the_path_tried(tmp_path):
     src = tmp_path / 'ann'
     path = _new_labelme(src / 'm.json', '..\\images\\m.jpg', None)
-    with pytest.raises(labelme2mmswin.ConversionError) as err:
+    with pytest.raises(labelme.ConversionError) as err:
         _convert(src, tmp_path / 'out')
     message = str(err.value)
     assert message.startswith(f'{path}: image ')
@@ -192,7 +193,7 @@ def test_missing_image_suggests_the_file_next_to_the_json(tmp_path):
     src.mkdir()
     (src / 'm.jpg').write_bytes(_encode(_noise(9), 'JPEG'))
     _new_labelme(src / 'm.json', 'C:\\Users\\x\\m.jpg', None)
-    with pytest.raises(labelme2mmswin.ConversionError, match=r'm\.json: image .* does not exist .*'
+    with pytest.raises(labelme.ConversionError, match=r'm\.json: image .* does not exist .*'
                                                              r'set "imagePath": "m\.jpg"'):
         _convert(src, tmp_path / 'out')
 
@@ -200,7 +201,7 @@ def test_missing_image_suggests_the_file_next_to_the_json(tmp_path):
 def test_image_path_naming_the_json_without_embedded_image(tmp_path):
     src = tmp_path / 'ann'
     path = _old_labelme(src / 'n.json', 'n.json', None)
-    with pytest.raises(labelme2mmswin.ConversionError) as err:
+    with pytest.raises(labelme.ConversionError) as err:
         _convert(src, tmp_path / 'out')
     assert str(err.value) == (f'{path}: "imagePath" names this json file itself and the file embeds no imageData; '
                               'set "imagePath" to the file name of its image')
@@ -215,7 +216,7 @@ def test_corrupt_image_data_names_the_json(tmp_path, image_data, why):
     src = tmp_path / 'ann'
     path = _new_labelme(src / 'k.json', 'k.jpg', image_data)
     (src / 'k.jpg').write_bytes(_encode(_noise(11), 'JPEG'))  # labelme does not fall back to it either
-    with pytest.raises(labelme2mmswin.ConversionError) as err:
+    with pytest.raises(labelme.ConversionError) as err:
         _convert(src, tmp_path / 'out')
     assert str(err.value).startswith(f'{path}: the embedded "imageData" is not a base64-encoded image ('), why
     assert 'set "imageData" to null' in str(err.value)

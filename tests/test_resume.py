@@ -219,9 +219,8 @@ TRAIN_OPTS = ['--cfg-options', 'train_cfg.max_iters=6', 'train_cfg.val_interval=
 
 @pytest.mark.slow
 def test_tiny_segmenter_killed_while_saving_resumes_equal(tmp_path):
-    sys.path.insert(0, str(REPO / 'tools'))
-    import prepare_demo_data
-    prepare_demo_data.prepare(log=lambda *_: None)  # <repo>/data/demo_ade, the config's data_root (cached)
+    from mmswin.datasets import demo_data
+    demo_data.prepare(REPO / 'data', log=lambda *_: None)  # <repo>/data/demo_ade, the config's data_root (cached)
     opts = TRAIN_OPTS
     train = [sys.executable, str(REPO / 'tools' / 'train.py'), str(TINY_SEG)]
     reference, work = tmp_path / 'uninterrupted', tmp_path / 'killed'

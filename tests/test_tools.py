@@ -19,8 +19,8 @@ pytest.importorskip('mmseg')
 
 from mmengine.config import Config  # noqa: E402
 
-from mmswin import apis  # noqa: E402
 from mmswin.engine import setup_runtime  # noqa: E402
+from tool_loader import load_tool  # noqa: E402
 
 setup_runtime()
 
@@ -29,21 +29,11 @@ TOOLS = osp.join(REPO, 'tools')
 
 
 
-def _load_tool(path: str, name: str):
-    """Import a script of tools/ under a unique module name (tools/test.py would clash with the stdlib `test`)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(name, osp.join(TOOLS, path))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-get_flops = _load_tool('analysis/get_flops.py', 'get_flops')
-benchmark_model = _load_tool('analysis/benchmark_model.py', 'mmswin_tool_benchmark_model')
-infer = _load_tool('infer.py', 'mmswin_tool_infer')
-test_tool = _load_tool('test.py', 'mmswin_tool_test')
-train_tool = _load_tool('train.py', 'mmswin_tool_train')
+get_flops = load_tool('analysis/get_flops.py')
+benchmark_model = load_tool('analysis/benchmark_model.py')
+infer = load_tool('infer.py')
+test_tool = load_tool('test.py')
+train_tool = load_tool('train.py')
 
 SIZE = 64
 

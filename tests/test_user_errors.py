@@ -14,7 +14,6 @@ import sys
 from pathlib import Path
 
 import mmcv
-import numpy as np
 import pytest
 import torch
 from PIL import Image

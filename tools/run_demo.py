@@ -24,10 +24,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO_ROOT / 'tools'))
+from mmswin.datasets.demo_data import PrepareError, prepare
 
-import prepare_demo_data  # noqa: E402
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 CONFIGS = {
     'seg': REPO_ROOT / 'configs' / 'demo' / 'upernet_swin_t_demo.py',
@@ -135,7 +134,7 @@ def run(argv: list[str] | None = None, log=print) -> dict:
     """The whole demo; returns ``dict(metrics=..., overlays=[...], work_dir=..., checkpoint=..., log_dir=...)``."""
     args = parse_args(argv)
     started = time.time()
-    outs = prepare_demo_data.prepare(args.data_root, log=log)
+    outs = prepare(args.data_root, log=log)
     data_dir = str(outs['seg' if args.task == 'seg' else 'coco'])
 
     cfg = build_cfg(args, data_dir)
@@ -177,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     from mmswin.apis.errors import run_tool
     from mmswin.engine import setup_runtime
     setup_runtime()
-    return run_tool(run, argv, extra_errors=(prepare_demo_data.PrepareError,), prog='run_demo')
+    return run_tool(run, argv, extra_errors=(PrepareError,), prog='run_demo')
 
 
 if __name__ == '__main__':
