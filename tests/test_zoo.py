@@ -24,6 +24,8 @@ from mmswin.models.backbones.swin import (SwinTransformer, convert_swin_state_di
                                           detect_swin_layout, relative_position_index, shift_window_mask,
                                           unfold_to_official_order)
 
+from test_swin import _max_diff, _randomize_  # noqa: E402  (non-trivial weights everywhere)
+
 setup_runtime()
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -85,27 +87,6 @@ def test_every_new_zoo_config_has_a_pinned_size():
 # ---------------------------------------------------------------------------------------------------------------
 # Swin-L, window 12: parity with mmdet 3.3 and the official ImageNet-22K checkpoint layout
 # ---------------------------------------------------------------------------------------------------------------
-def _randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Non-trivial weights everywhere (LayerNorms and bias tables included), activations O(1) through deep stacks
-    (as tests/test_swin.py)."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            module_name = name.rsplit('.', 1)[0] if '.' in name else ''
-            if 'norm' in module_name.rsplit('.', 1)[-1] and name.endswith('.weight'):
-                p.copy_(1 + 0.2 * noise)
-            else:
-                fan_in = p[0].numel() if p.dim() > 1 else 1
-                p.copy_(noise / fan_in ** 0.5 if p.dim() > 1 else 0.1 * noise)
-    return model
-
-
-def _max_diff(a, b) -> float:
-    assert len(a) == len(b)
-    return max((x - y).abs().max().item() for x, y in zip(a, b))
-
-
 @pytest.fixture(scope='module')
 def mmdet_swin_l():
     from mmdet.models.backbones import SwinTransformer as MMDetSwin
