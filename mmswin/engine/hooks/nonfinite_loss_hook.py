@@ -87,7 +87,8 @@ class NonFiniteLossHook(Hook):
             self._consecutive = 0
             return
         self._consecutive += 1
-        terms = ', '.join(f'{k}={float(v):.4g}' for k, v in (outputs or {}).items() if 'loss' in k) or 'none logged'
+        terms = ', '.join(f'{k}={float(torch.as_tensor(v).detach()):.4g}' for k, v in (outputs or {}).items()
+                          if 'loss' in k) or 'none logged'
         runner.logger.warning(f'NonFiniteLossHook: skipped the update of iteration {runner.iter + 1} (non-finite '
                               f'{reason}; loss terms: {terms}); {self._consecutive} in a row, the run stops at '
                               f'{self.max_consecutive}')
