@@ -1,6 +1,7 @@
 """What the command-line tools in ``tools/`` share: config loading, pre-flight checks, CPU-distributed set-up,
 building models outside a Runner, and the handling of user errors; ``mmswin.apis.export`` (ONNX and
-``torch.export``, imported on its own: it is not re-exported here, its ``load_config`` leaves custom imports alone).
+``torch.export``, imported on its own: it is not re-exported here, and its ``load_config`` turns this package's
+errors into ``ExportError``).
 The tools stay thin: argument parsing and calls into here."""
 from .config import TASK_SCOPES, check_task_scope, find_resume_checkpoint, load_config, load_tool_config
 from .distributed import adapt_distributed_to_cpu, init_cpu_process_group, prepare_distributed

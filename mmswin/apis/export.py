@@ -75,7 +75,7 @@ __all__ = [
     'segmentor_from_config', 'min_export_side', 'SegmentorPredictor', 'ExportableAdaptiveAvgPool2d',
     'replace_adaptive_pools', 'capture', 'export_onnx', 'export_pt2', 'default_verify_sizes', 'verify_onnx',
     'verify_pt2', 'segmentor_reference', 'format_table', 'check_side', 'backbone_family', 'reference_outputs',
-    'DEFAULT_MAX_SIDE', 'ONNX_SAMPLE_BATCH',
+    'load_backbone_weights', 'DEFAULT_MAX_SIDE', 'ONNX_SAMPLE_BATCH',
 ]
 
 BACKBONES = ('swin', 'shunted')
@@ -125,15 +125,16 @@ def build_backbone(name: str, arch: str | Mapping[str, Any] = 'tiny', **kwargs: 
 
 
 def load_config(path: str, cfg_options: Mapping[str, Any] | None = None) -> Any:
-    """``Config.fromfile`` without importing the config's ``custom_imports`` (``mmswin.models`` is imported
-    here), then ``--cfg-options`` merged."""
-    from mmengine.config import Config
+    """The config as every tool loads it (:func:`mmswin.apis.load_config`: ``--cfg-options`` typos refused, the
+    task checked); a missing file or a refused option is an :class:`ExportError`."""
+    from mmswin.apis.config import load_config as load_tool_config
+    from mmswin.apis.errors import ConfigError
     if not osp.isfile(path):
         raise ExportError(f'config not found: {path}')
-    cfg = Config.fromfile(path, import_custom_modules=False)
-    if cfg_options:
-        cfg.merge_from_dict(dict(cfg_options))
-    return cfg
+    try:
+        return load_tool_config(path, cfg_options)
+    except ConfigError as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def resolve_part(cfg: Any, part: str = 'auto') -> str:
@@ -198,13 +199,19 @@ def backbone_from_config(cfg: Any, checkpoint: str | None = None) -> nn.Module:
     except (TypeError, ValueError, KeyError) as exc:
         raise ExportError(f'cannot build the config\'s backbone {btype}: {exc}') from exc
     if checkpoint:
-        try:
-            backbone.load_pretrained(checkpoint)
-        except FileNotFoundError as exc:
-            raise ExportError(f'checkpoint not found: {checkpoint}') from exc
-        except Exception as exc:  # CheckpointMismatchError, ValueError: the checkpoint is of another model
-            raise ExportError(f'{checkpoint} does not fit the config\'s backbone: {exc}') from exc
+        load_backbone_weights(backbone, checkpoint, "the config's backbone")
     return backbone.eval()
+
+
+def load_backbone_weights(backbone: nn.Module, checkpoint: str, what: str) -> None:
+    """``backbone.load_pretrained(checkpoint)`` (any layout its family converts), failures as :class:`ExportError`
+    naming ``what`` the weights were meant for."""
+    try:
+        backbone.load_pretrained(checkpoint)
+    except FileNotFoundError as exc:
+        raise ExportError(f'checkpoint not found: {checkpoint}') from exc
+    except Exception as exc:  # CheckpointMismatchError, ValueError: the checkpoint is of another model
+        raise ExportError(f'{checkpoint} does not fit {what}: {exc}') from exc
 
 
 def segmentor_from_config(cfg: Any, checkpoint: str | None = None) -> nn.Module:
@@ -214,14 +221,10 @@ def segmentor_from_config(cfg: Any, checkpoint: str | None = None) -> nn.Module:
     Raises:
         ExportError: the checkpoint does not fit the model.
     """
-    from mmengine.model import revert_sync_batchnorm
-    from mmengine.registry import MODELS, init_default_scope
-    _backbone_classes()
-    mcfg = copy.deepcopy(cfg.model)
-    mcfg.backbone['init_cfg'] = None
-    mcfg['train_cfg'] = None
-    init_default_scope(cfg.get('default_scope', 'mmseg'))
-    model = revert_sync_batchnorm(MODELS.build(mcfg))
+    from mmswin.apis.models import build_model
+    cfg = copy.deepcopy(cfg)
+    cfg.model.backbone['init_cfg'] = None
+    model = build_model(cfg)  # eval mode, SyncBN reverted, no train_cfg
     backbone_family(model.backbone)
     if checkpoint:
         state = _read_state_dict(checkpoint, prefix='')

@@ -111,7 +111,6 @@ def _prepare(data_root: Path, sdist: str | Path | None, force: bool, log) -> dic
     archive = Path(sdist) if sdist else fetch_sdist(cache_dir(), log)
     if sdist and sha256(archive) != SDIST_SHA256:
         raise PrepareError(f'{archive} is not the labelme {LABELME_VERSION} sdist (sha256 mismatch)')
-    data_root.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=data_root, prefix='.demo_tmp_') as tmp:
         tmp = Path(tmp)
         with tarfile.open(archive) as tar:

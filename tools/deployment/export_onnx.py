@@ -33,8 +33,8 @@ from torch import nn
 
 from mmswin.apis.export import (BACKBONES, DEFAULT_MAX_SIDE, ONNX_SAMPLE_BATCH, ExportError, SegmentorPredictor,
                                 backbone_family, backbone_from_config, build_backbone, check_side,
-                                default_verify_sizes, export_onnx, export_pt2, format_table, load_config,
-                                min_export_side, reference_outputs, replace_adaptive_pools, resolve_part,
+                                default_verify_sizes, export_onnx, export_pt2, format_table, load_backbone_weights,
+                                load_config, min_export_side, reference_outputs, replace_adaptive_pools, resolve_part,
                                 segmentor_from_config, verify_onnx, verify_pt2)
 
 
@@ -135,12 +135,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         part = 'backbone'
         backbone = build_backbone(args.backbone, args.arch, **dict(args.backbone_options or {}))
         if args.checkpoint:
-            try:
-                backbone.load_pretrained(args.checkpoint)
-            except FileNotFoundError as exc:
-                raise ExportError(f'checkpoint not found: {args.checkpoint}') from exc
-            except Exception as exc:
-                raise ExportError(f'{args.checkpoint} does not fit the {args.backbone} backbone: {exc}') from exc
+            load_backbone_weights(backbone, args.checkpoint, f'the {args.backbone} backbone')
     if not args.checkpoint:
         print('[export] no --checkpoint: exporting random weights')
     if args.skip_onnx and not args.torch_export:
