@@ -124,7 +124,8 @@ def _check_program(program, backbone, sizes, minimum):
         assert len(got) == 4
         for g, r in zip(got, want):
             assert g.shape == r.shape
-            assert (g - r).abs().max() <= 1e-6
+            # eager inference runs SDPA on gathered windows, the exported program explicit products on views
+            assert (g - r).abs().max() <= 1e-5
     with pytest.raises(Exception, match=f'>= {minimum}'):  # the range is enforced by the program
         program(torch.randn(1, 3, minimum - 1, 320))
 

@@ -13,9 +13,10 @@ import torch.nn.functional as F
 
 import mmswin.models  # noqa: F401  (registers the backbones, installs safe loading)
 from mmswin.models.backbones.swin import (SWIN_ARCHS, SwinTransformer, convert_swin_state_dict, detect_swin_layout,
-                                          masked_attention, official_to_unfold_order,
+                                          official_to_unfold_order,
                                           resize_relative_position_bias_table, shift_window_mask,
-                                          unfold_to_official_order, window_partition, window_reverse)
+                                          unfold_to_official_order, window_attention, window_partition,
+                                          window_reverse, window_token_index)
 from mmswin.models.pretrained import CheckpointMismatchError
 from mmswin.registry import MODELS
 
@@ -137,19 +138,51 @@ def test_window_partition_round_trip():
     assert torch.equal(window_reverse(windows, 7, 14, 21), x)
 
 
-def test_masked_attention_cpu_training_path_equals_sdpa():
-    """The explicit products used on the CPU in training give SDPA's outputs and mask gradient."""
-    q, k, v = (torch.randn(6, 2, 49, 8, requires_grad=True) for _ in range(3))
-    bias = torch.randn(1, 2, 49, 49, requires_grad=True)
-    masked = (torch.rand(3, 1, 49, 49) < 0.3) & ~torch.eye(49, dtype=torch.bool)  # no row fully masked
-    mask = bias + torch.zeros(3, 1, 49, 49).masked_fill_(masked, float('-inf')).repeat(2, 1, 1, 1)
-    out = masked_attention(q, k, v, mask, 8 ** -0.5)  # explicit (grad enabled, CPU)
-    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=8 ** -0.5)
-    assert torch.allclose(out, expected, atol=1e-5)
-    grads = torch.autograd.grad(out.sum(), (q, bias))
-    expected_grads = torch.autograd.grad(expected.sum(), (q, bias))
-    for g, e in zip(grads, expected_grads):
-        assert torch.allclose(g, e, atol=1e-4)
+@pytest.mark.parametrize('shifted', [False, True])
+@pytest.mark.parametrize('grad', [False, True])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_window_attention_forms_agree(shifted, grad, dtype):
+    """The explicit products and the SDPA call of window_attention (whichever the CPU picks) give SDPA's outputs
+    and gradients, with the bias shared by all windows and the shift mask by the windows of every image."""
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(6, 2, 49, 8, generator=gen).to(dtype).requires_grad_(grad) for _ in range(3))
+    bias = torch.randn(2, 49, 49, generator=gen).requires_grad_(grad)
+    masked = (torch.rand(3, 49, 49, generator=gen) < 0.3) & ~torch.eye(49, dtype=torch.bool)  # no row fully masked
+    shift_mask = torch.zeros(3, 49, 49).masked_fill_(masked, float('-inf')) if shifted else None
+    full = bias.unsqueeze(0) + (shift_mask.unsqueeze(1).repeat(2, 1, 1, 1) if shifted else 0)  # 6, 2, 49, 49
+    with torch.set_grad_enabled(grad):
+        out = window_attention(q, k, v, bias, shift_mask, 8 ** -0.5)
+        expected = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=full, scale=8 ** -0.5)
+    tol = 1e-5 if dtype == torch.float32 else 3e-2
+    assert out.dtype == dtype and torch.allclose(out.float(), expected, atol=tol)
+    if grad:
+        grads = torch.autograd.grad(out.float().sum(), (q, bias))
+        expected_grads = torch.autograd.grad(expected.sum(), (q, bias))
+        for g, e in zip(grads, expected_grads):
+            assert torch.allclose(g.float(), e.float(), atol=10 * tol, rtol=tol)
+
+
+@pytest.mark.parametrize('h,w,shift', [(14, 14, 3), (13, 17, 3), (5, 9, 3), (20, 8, 0)])
+def test_window_token_index_is_the_pad_roll_partition_layout(h, w, shift):
+    """The gather indices reproduce pad + roll + window_partition, and send every token back where it came from."""
+    tokens = torch.arange(1, h * w + 1, dtype=torch.float32).view(1, h, w, 1)
+    hp, wp = -(-h // 7) * 7, -(-w // 7) * 7
+    windows = window_partition(torch.roll(F.pad(tokens, (0, 0, 0, wp - w, 0, hp - h)), (-shift, -shift), (1, 2)), 7)
+    slot_token, token_window, token_slot = window_token_index(h, w, 7, shift)
+    padded = torch.cat([tokens.view(-1), torch.zeros(1)])  # index h*w reads the zero padding
+    assert torch.equal(padded[slot_token], windows.view(-1))
+    assert torch.equal(windows.view(-1, 49)[token_window, token_slot], tokens.view(-1))
+
+
+@pytest.mark.parametrize('size', [(61, 75), (224, 224), (5, 7)])
+def test_inference_gather_layout_equals_the_training_layout(size):
+    """Under no_grad the windows are gathered by index, with grads by pad / roll / views: same outputs."""
+    model = _randomize_(_small())
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        gathered = model(x)
+    views = model(x)  # grad enabled: the view layout
+    assert _max_diff(gathered, [o.detach() for o in views]) < 1e-5
 
 
 def test_an_mmseg_swin_config_works_with_only_the_type_changed(tmp_path):
@@ -329,8 +362,8 @@ def test_every_layout_loads_strictly_to_the_same_weights(layouts, layout, detect
             assert torch.equal(value, reference[key]), key
             assert torch.equal(value, mmdet_sd[key]) or key.startswith('norm'), key
     if layout not in ('mmdet', 'mmseg'):
-        assert torch.equal(ours['norm0.weight'], torch.ones(32)) and not torch.equal(ours['norm3.weight'],
-                                                                                   torch.ones(256))
+        assert torch.equal(ours['norm0.weight'], torch.ones(32))
+        assert not torch.equal(ours['norm3.weight'], torch.ones(256))
 
 
 def test_official_layout_gives_mmdet_outputs(layouts):

@@ -15,13 +15,16 @@ is below float32 resolution either way, and ``-inf`` gives exact zeros instead o
 matrix products severalfold when the qkv biases are zero, as at initialisation).
 
 Speed and the compiler: the hot path is plain tensor code that ``torch.compile`` traces as one graph (no custom
-autograd function, no in-place update of autograd inputs, no data-dependent shape): padding, cyclic shift and
-window partition are ``F.pad`` / ``torch.roll`` / views; the shift mask is built from ``arange`` comparisons of the
-(symbolic) map size once per stage; the relative position bias (plus the shift mask) is the additive mask of one
-``F.scaled_dot_product_attention`` call over all windows, so CUDA runs a fused kernel in training as well and the
-bias table gets its gradient through it; the output projection runs on real tokens only (padding dropped first).
-Padded sizes are single floor divisions so that symbolic shapes stay small and new input sizes reuse a
-shape-generic graph (see :func:`_crop_tokens`).
+autograd function, no in-place update of autograd inputs, no data-dependent shape). Training and compiled code pad,
+roll and partition with ``F.pad`` / ``torch.roll`` / views (cheap backward, fused by the compiler); eager inference
+gathers the windows by index instead (two copies per block instead of up to nine, see
+:meth:`ShiftWindowMSA._windows_by_gather`). The shift mask is built from ``arange`` comparisons of the (symbolic)
+map size once per stage. The attention over all windows is one call of :func:`window_attention`: one
+``F.scaled_dot_product_attention`` on CUDA (fused kernels in training too), explicit batched products on the CPU
+under the compiler (inductor fuses bias, mask and softmax around two ``bmm``), whichever measured faster in eager
+CPU mode. The output projection runs on real tokens only (padding dropped first). Padded sizes are single floor
+divisions so that symbolic shapes stay small and new input sizes reuse a shape-generic graph (see
+:func:`_crop_tokens`).
 
 mmswin's own checkpoint layout is mmdet's (``stages.{i}.blocks.{j}.attn.w_msa.*``, ``ffn.layers.*``, the patch
 merging at the end of stage ``i`` in ``nn.Unfold`` channel order, output norms ``norm0..norm3``), so mmdet / mmseg
@@ -47,10 +50,10 @@ from mmswin.registry import MODELS
 
 __all__ = [
     'SwinTransformer', 'SWIN_ARCHS', 'relative_position_index', 'window_partition', 'window_reverse',
-    'shift_window_mask', 'masked_attention', 'resize_relative_position_bias_table', 'resize_abs_pos_embed',
-    'detect_swin_layout', 'describe_swin_state_dict', 'convert_swin_state_dict', 'official_to_unfold_order', 'unfold_to_official_order',
+    'shift_window_mask', 'window_attention', 'window_token_index', 'resize_relative_position_bias_table',
+    'resize_abs_pos_embed', 'detect_swin_layout', 'describe_swin_state_dict', 'convert_swin_state_dict',
+    'official_to_unfold_order', 'unfold_to_official_order',
 ]
-
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -109,7 +112,8 @@ def shift_window_mask(height: int, width: int, window_size: int, shift_size: int
                       device: torch.device | str | None = None) -> Tensor:
     """Which token pairs of each shifted window came from different regions of the map before the roll.
 
-    Built from ``arange`` comparisons only, so it traces with symbolic sizes (no per-size Python tables).
+    Built from ``arange`` comparisons and one small matrix product, so it traces with symbolic sizes (no per-size
+    Python tables).
 
     Args:
         height, width: the map size before padding (padding is right / bottom to multiples of the window).
@@ -127,7 +131,37 @@ def shift_window_mask(height: int, width: int, window_size: int, shift_size: int
 
     region = regions(hp)[:, None] * 3 + regions(wp)[None, :]  # Hp, Wp
     region = region.view(hp // ws, ws, wp // ws, ws).permute(0, 2, 1, 3).reshape(-1, ws * ws)  # nW, N
-    return region[:, None, :] != region[:, :, None]  # nW, N, N
+    # Pairs in the same region, as a product of one-hot labels: a matrix product is a materialised result for the
+    # compiler, so the region arithmetic above runs once per token, not inside every softmax that reads the mask
+    # (measured: 12x more time in the stage-1 softmax of a compiled Swin-T otherwise).
+    one_hot = (region.unsqueeze(-1) == torch.arange(9, device=device)).float()  # nW, N, 9
+    return torch.bmm(one_hot, one_hot.transpose(1, 2)) < 0.5  # nW, N, N
+
+
+def window_token_index(height: int, width: int, window_size: int, shift_size: int,
+                       device: torch.device | str | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """Where the tokens of a ``height x width`` map sit in its padded, cyclically shifted windows, as indices.
+
+    The windows are those of :func:`window_partition` applied to the map zero-padded bottom / right to multiples
+    of the window and rolled by ``-shift_size`` along both axes (the layout of ``ShiftWindowMSA``).
+
+    Returns:
+        ``slot_token`` ``(nW*N,)``: for each window slot (windows row-major, then tokens row-major) the row-major
+        index of its token in the ``H*W`` map, or ``H*W`` where the slot holds padding;
+        ``token_window``, ``token_slot`` ``(H*W,)``: for each token, its window and its position in the window.
+    """
+    ws = window_size
+    hp, wp = _num_blocks(height, ws) * ws, _num_blocks(width, ws) * ws
+    rows = (torch.arange(hp, device=device) + shift_size) % hp  # map row shown at each padded, rolled row
+    cols = (torch.arange(wp, device=device) + shift_size) % wp
+    valid = (rows < height)[:, None] & (cols < width)[None, :]
+    token = torch.where(valid, rows[:, None] * width + cols[None, :], height * width)  # Hp, Wp
+    slot_token = token.view(hp // ws, ws, wp // ws, ws).permute(0, 2, 1, 3).reshape(-1)  # nW*N
+    r = (torch.arange(height, device=device) - shift_size) % hp  # rolled row of each map row
+    c = (torch.arange(width, device=device) - shift_size) % wp
+    token_window = ((r // ws)[:, None] * (wp // ws) + (c // ws)[None, :]).reshape(-1)  # H*W
+    token_slot = ((r % ws)[:, None] * ws + (c % ws)[None, :]).reshape(-1)  # H*W
+    return slot_token, token_window, token_slot
 
 
 def resize_relative_position_bias_table(table: Tensor, window_size: int) -> Tensor:
@@ -190,26 +224,64 @@ def _crop_tokens(x: Tensor, height: int, width: int) -> Tensor:
 # ----------------------------------------------------------------------------------------------------------------
 # Attention
 # ----------------------------------------------------------------------------------------------------------------
-def masked_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor, scale: float, dropout_p: float = 0.0) -> Tensor:
-    """``softmax(scale * q k^T + mask) v`` for ``(B', heads, N, d)`` inputs and a broadcastable additive mask.
+def _explicit_products_are_faster(q: Tensor) -> bool:
+    """Whether :func:`window_attention` writes the attention as explicit products for ``q`` (else one SDPA call).
 
-    ``F.scaled_dot_product_attention`` (on CUDA its fused kernels, also in training, the mask's gradient
-    included), except on the CPU while gradients are recorded: there SDPA falls back to its math kernel, whose
-    safe-softmax pass the explicit products below do not need (measured on 2 cores, Swin-T training step: equal
-    in float32, 20% faster in bfloat16).
+    Measured per device, precision and mode (``tools/analysis/benchmark_window_attention.py``):
+
+    * CUDA: SDPA always -- fused kernels, also in training (the bias gets its gradient through them).
+    * CPU under ``torch.compile``: explicit products -- inductor runs them as batched matrix products with the bias,
+      the shift mask and the softmax fused into one kernel, where SDPA stays an opaque call of the CPU flash kernel.
+    * CPU eager: explicit products while gradients are recorded (SDPA's math fallback adds a safe-softmax pass) and
+      in bfloat16 (the flash kernel does not use the matrix units for 49-token windows); SDPA for float32
+      inference.
     """
-    if q.is_cuda or not torch.is_grad_enabled():
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, dropout_p=dropout_p)
-    attn = (torch.matmul(q * scale, k.transpose(-2, -1)) + mask).softmax(dim=-1)  # B', heads, N, N
-    return torch.matmul(F.dropout(attn, dropout_p) if dropout_p else attn, v)  # B', heads, N, d
+    if q.is_cuda:
+        return False
+    if torch.compiler.is_compiling() or torch.is_grad_enabled():
+        return True
+    return q.dtype != torch.float32
+
+
+def window_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, shift_mask: Tensor | None, scale: float,
+                     dropout_p: float = 0.0) -> Tensor:
+    """``softmax(scale * q k^T + bias + shift_mask) v`` over all windows at once.
+
+    Args:
+        q, k, v: ``(B*nW, heads, N, d)``, the ``nW`` windows of each image consecutive.
+        bias: ``(heads, N, N)`` relative position bias, shared by all windows.
+        shift_mask: ``(nW, N, N)`` additive mask (0 or ``-inf``) of shifted windows, or None.
+
+    Returns:
+        ``(B*nW, heads, N, d)``.
+
+    The explicit products add bias and mask by broadcasting over a ``(B, nW, heads, N, N)`` view; SDPA needs the
+    mask materialised per window. :func:`_explicit_products_are_faster` picks the form.
+    """
+    bw, heads, n, _ = q.shape
+    if _explicit_products_are_faster(q):
+        attn = torch.matmul(q * scale, k.transpose(-2, -1))  # B*nW, heads, N, N
+        if shift_mask is None:
+            attn = attn + bias.to(attn.dtype)
+        else:
+            nw = shift_mask.shape[0]
+            mask = (bias.unsqueeze(0) + shift_mask.unsqueeze(1)).to(attn.dtype)  # nW, heads, N, N
+            attn = (attn.view(-1, nw, heads, n, n) + mask).view(bw, heads, n, n)
+        attn = attn.softmax(dim=-1)
+        return torch.matmul(F.dropout(attn, dropout_p) if dropout_p else attn, v)  # B*nW, heads, N, d
+    mask = bias.to(q.dtype).unsqueeze(0)  # 1, heads, N, N
+    if shift_mask is not None:
+        nw = shift_mask.shape[0]
+        mask = (mask + shift_mask.to(q.dtype).unsqueeze(1)).unsqueeze(0)  # 1, nW, heads, N, N
+        mask = mask.expand(bw // nw, nw, heads, n, n).reshape(bw, heads, n, n)  # B*nW, heads, N, N
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=scale, dropout_p=dropout_p)
 
 
 class WindowMSA(nn.Module):
     """Multi-head self-attention inside windows, with a learned relative position bias.
 
-    One attention call for all windows (:func:`masked_attention`): the relative position bias (plus the shift mask
-    of shifted windows) is the additive ``attn_mask`` of ``F.scaled_dot_product_attention``, so on CUDA the fused
-    memory-efficient kernel runs in training too and the bias gets its gradient from it. The output projection ``proj`` is applied by the caller, after the
+    One attention call for all windows (:func:`window_attention`) with the relative position bias (plus the shift
+    mask of shifted windows) added to the scores. The output projection ``proj`` is applied by the caller, after the
     windows are merged back and the padding is dropped (it then runs on real tokens only).
 
     Args:
@@ -239,29 +311,23 @@ class WindowMSA(nn.Module):
         """The relative position bias, ``(heads, N, N)``."""
         n = self.window_size * self.window_size
         bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]  # N*N, heads
-        return bias.view(n, n, self.num_heads).permute(2, 0, 1)  # heads, N, N
+        # contiguous: the softmax that adds it then reads rows of N (vectorised), not a stride of ``heads``
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1).contiguous()  # heads, N, N
 
-    def forward(self, windows: Tensor, shift_mask: Tensor | None = None) -> Tensor:
-        """Attend within each window.
-
-        Args:
-            windows: ``(B*nW, N, C)`` tokens, windows of one image consecutive.
-            shift_mask: ``(nW, 1, N, N)`` additive mask (0 or ``-inf``) of shifted windows, or None.
-
-        Returns:
-            ``(B*nW, N, C)``, before the output projection.
-        """
+    def attend(self, windows: Tensor, shift_mask: Tensor | None = None) -> Tensor:
+        """Attend within each window: ``(B*nW, N, C)`` tokens (windows of one image consecutive) and the optional
+        ``(nW, N, N)`` additive shift mask -> ``(B*nW, heads, N, d)``, before the heads are merged."""
         bw, n, c = windows.shape
         heads = self.num_heads
         qkv = self.qkv(windows).view(bw, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)  # 3, B*nW, heads, N, d
         q, k, v = qkv.unbind(0)  # each B*nW, heads, N, d
-        mask = self.position_bias().to(q.dtype).unsqueeze(0)  # 1, heads, N, N (broadcast over windows)
-        if shift_mask is not None:
-            nw = shift_mask.shape[0]
-            mask = mask + shift_mask.to(q.dtype)  # nW, heads, N, N
-            mask = mask.unsqueeze(0).expand(bw // nw, nw, heads, n, n).reshape(bw, heads, n, n)  # B*nW, heads, N, N
-        out = masked_attention(q, k, v, mask, self.scale, self.attn_drop_rate if self.training else 0.0)
-        return out.transpose(1, 2).reshape(bw, n, c)  # B*nW, N, C
+        return window_attention(q, k, v, self.position_bias(), shift_mask, self.scale,
+                                self.attn_drop_rate if self.training else 0.0)
+
+    def forward(self, windows: Tensor, shift_mask: Tensor | None = None) -> Tensor:
+        """:meth:`attend` with the heads merged: ``(B*nW, N, C)``, before the output projection."""
+        out = self.attend(windows, shift_mask)  # B*nW, heads, N, d
+        return out.transpose(1, 2).reshape(windows.shape)  # B*nW, N, C
 
 
 class ShiftWindowMSA(nn.Module):
@@ -282,7 +348,18 @@ class ShiftWindowMSA(nn.Module):
         self.drop = DropPath(drop_path_rate) if drop_path_rate > 0 else nn.Identity()
 
     def forward(self, x: Tensor, hw: tuple[int, int], shift_mask: Tensor | None) -> Tensor:
-        """``(B, H*W, C)`` normalised tokens -> ``(B, H*W, C)`` residual branch (``shift_mask`` as in WindowMSA)."""
+        """``(B, H*W, C)`` normalised tokens -> ``(B, H*W, C)`` residual branch.
+
+        ``shift_mask``: ``(nW, N, N)`` additive mask of the shifted windows (used when ``shift_size > 0``).
+        """
+        if torch.is_grad_enabled() or torch.compiler.is_compiling():
+            out = self._windows_by_views(x, hw, shift_mask if self.shift_size else None)
+        else:
+            out = self._windows_by_gather(x, hw, shift_mask if self.shift_size else None)
+        return self.drop(self.w_msa.proj_drop(self.w_msa.proj(out)))
+
+    def _windows_by_views(self, x: Tensor, hw: tuple[int, int], shift_mask: Tensor | None) -> Tensor:
+        """Pad, roll and partition with views and copies: cheap backward, and what the compiler fuses best."""
         b, _, c = x.shape
         h, w = hw
         ws, shift = self.window_size, self.shift_size
@@ -290,12 +367,26 @@ class ShiftWindowMSA(nn.Module):
         x = F.pad(x.view(b, h, w, c), (0, 0, 0, wp - w, 0, hp - h))  # B, Hp, Wp, C
         if shift:
             x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))  # B, Hp, Wp, C
-        x = self.w_msa(window_partition(x, ws), shift_mask if shift else None)  # B*nW, N, C
+        x = self.w_msa(window_partition(x, ws), shift_mask)  # B*nW, N, C
         x = window_reverse(x, ws, hp, wp)  # B, Hp, Wp, C
         if shift:
             x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))  # B, Hp, Wp, C
-        x = _crop_tokens(x, h, w)  # B, H*W, C (padding dropped before the projection)
-        return self.drop(self.w_msa.proj_drop(self.w_msa.proj(x)))
+        return _crop_tokens(x, h, w)  # B, H*W, C (padding dropped before the projection)
+
+    def _windows_by_gather(self, x: Tensor, hw: tuple[int, int], shift_mask: Tensor | None) -> Tensor:
+        """The same function in two gathers (inference): tokens into padded, shifted windows in one
+        ``index_select``, and the attention output, heads merged, back to the tokens in one indexing -- instead
+        of up to nine layout copies (pad, two per roll, partition, head merge, reverse, crop). Its backward would
+        be a scatter, which is slow on the CPU, so training takes :meth:`_windows_by_views`."""
+        b, length, c = x.shape
+        ws = self.window_size
+        slot_token, token_window, token_slot = window_token_index(hw[0], hw[1], ws, self.shift_size, x.device)
+        if slot_token.shape[0] != length:  # padding: slots holding index H*W read a zero token
+            x = F.pad(x, (0, 0, 0, 1))  # B, H*W + 1, C
+        out = self.w_msa.attend(x.index_select(1, slot_token).view(-1, ws * ws, c), shift_mask)  # B*nW, h, N, d
+        heads, n, d = out.shape[1:]
+        out = out.view(b, -1, heads, n, d).transpose(2, 3)  # B, nW, N, heads, d (a view)
+        return out[:, token_window, token_slot].view(b, length, c)  # B, H*W, C
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -346,7 +437,7 @@ class SwinBlock(nn.Module):
         return self.ffn(self.norm2(x), identity=x)
 
     def forward(self, x: Tensor, hw: tuple[int, int], shift_mask: Tensor | None = None) -> Tensor:
-        """``(B, H*W, C)`` -> ``(B, H*W, C)``; ``shift_mask`` ``(nW, 1, N, N)`` is used by shifted blocks only."""
+        """``(B, H*W, C)`` -> ``(B, H*W, C)``; ``shift_mask`` ``(nW, N, N)`` is used by shifted blocks only."""
         if self.with_cp and torch.is_grad_enabled():
             return cp.checkpoint(self._forward, x, hw, shift_mask, use_reentrant=False)
         return self._forward(x, hw, shift_mask)
@@ -400,10 +491,10 @@ class SwinStage(nn.Module):
     def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
         """``(B, H*W, C)`` through the blocks (the patch merging is called by the model)."""
         shift_mask = None
-        if len(self.blocks) > 1:  # one additive mask (nW, 1, N, N) shared by the shifted blocks
+        if len(self.blocks) > 1:  # one additive mask (nW, N, N) shared by the shifted blocks
             ws = self.window_size
             masked = shift_window_mask(hw[0], hw[1], ws, ws // 2, x.device)
-            shift_mask = torch.zeros(masked.shape, device=x.device).masked_fill_(masked, float('-inf')).unsqueeze(1)
+            shift_mask = torch.zeros(masked.shape, device=x.device).masked_fill_(masked, float('-inf'))  # nW, N, N
         for block in self.blocks:
             x = block(x, hw, shift_mask)
         return x
@@ -427,6 +518,7 @@ class PatchEmbed(nn.Module):
         x = self.projection(x)  # B, C, H/p, W/p
         hw = (h, w)
         return self.norm(x.flatten(2).transpose(1, 2)), hw  # B, H/p*W/p, C
+
 
 # ----------------------------------------------------------------------------------------------------------------
 # Model
@@ -771,9 +863,10 @@ def detect_swin_layout(state_dict: Mapping[str, Any]) -> str:
         merging = {int(m.group(1)) for k in keys if (m := re.match(r'layers\.(\d+)\.downsample\.', k))}
         return 'timm' if merging and 0 not in merging else 'official'
     sample = ', '.join(list(state_dict)[:6])
-    raise CheckpointMismatchError('the checkpoint is not of a Swin Transformer in any known layout (official '
-                     "'layers.0.blocks.0.attn.qkv.weight', timm, mmdet / mmseg / mmswin / mmpretrain "
-                     f"'stages.0.blocks.0.attn.w_msa.qkv.weight'); its {len(state_dict)} keys begin with: {sample}")
+    raise CheckpointMismatchError("the checkpoint is not of a Swin Transformer in any known layout (official "
+                                  "'layers.0.blocks.0.attn.qkv.weight', timm, mmdet / mmseg / mmswin / mmpretrain "
+                                  "'stages.0.blocks.0.attn.w_msa.qkv.weight'); its "
+                                  f"{len(state_dict)} keys begin with: {sample}")
 
 
 def describe_swin_state_dict(state_dict: Mapping[str, Tensor]) -> str:
