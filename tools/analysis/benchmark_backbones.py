@@ -7,7 +7,10 @@ drifts hit every model alike; each number is the median over ``--repeats`` runs 
 What users run is measured: ``--device cuda``, ``--amp bf16`` / ``fp16`` (``torch.autocast`` around the forward, as
 mmengine's ``AmpOptimWrapper`` does) and ``--compile`` (every model through ``torch.compile``, first call timed
 separately as the compile time; the warm-up then runs the compiled code). The first model is compared with the
-faster peer of each mode, and the ratios are printed.
+faster peer of each mode, and the ratios are printed. Several precisions in one run (``--amp fp32 bf16``) time every
+model x precision pair interleaved (one model instance per case, shared by its precisions), with a table row and
+ratios per precision, plus each model's time in every precision relative to the first; bf16 where the device lacks
+it (CPU: oneDNN without bf16 support; CUDA: ``torch.cuda.is_bf16_supported()`` false) is skipped, the reason printed.
 
 Memory is measured per model in a fresh subprocess, on its first training step (with ``--compile``: on the
 second, the first compiles):
@@ -32,11 +35,16 @@ Examples::
 
     # CPU eager, batch 2 at 512 (a few minutes on 2 cores)
     python tools/analysis/benchmark_backbones.py --models mmswin_swin_t mmdet_swin_t timm_swin_t --repeats 5
+    # CPU eager, float32 and bfloat16 autocast side by side, batch 2 at 384
+    python tools/analysis/benchmark_backbones.py --models mmswin_swin_t timm_swin_t --size 384 --amp fp32 bf16
     # CPU inductor, batch 2 at 384
     python tools/analysis/benchmark_backbones.py --models mmswin_swin_t timm_swin_t --size 384 --compile
     # GPU, bf16 autocast, compiled, batch 16 at 512 and batch 2 at 896x1344
     python tools/analysis/benchmark_backbones.py --device cuda --amp bf16 --compile --batch 16 --size 512
     python tools/analysis/benchmark_backbones.py --device cuda --amp bf16 --compile --batch 2 --size 896 1344
+
+The README's whole GPU table (Swin-T and Shunted-S, both workloads, eager and compiled, after parity checks on the
+GPU) is one command over these helpers: ``tools/analysis/gpu_report.py``.
 """
 from __future__ import annotations
 
@@ -49,7 +57,9 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from types import ModuleType
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -125,14 +135,22 @@ def build_shunted_s() -> nn.Module:
     return ShuntedTransformer('small', drop_path_rate=DROP_PATH_RATE)
 
 
+def load_shunted_reference() -> ModuleType:
+    """tests/reference/shunted_official.py as a module (``build_reference``, ``randomize_``): not a package."""
+    import importlib.util
+    if 'shunted_official' not in sys.modules:
+        spec = importlib.util.spec_from_file_location(
+            'shunted_official', os.path.join(ROOT, 'tests', 'reference', 'shunted_official.py'))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules['shunted_official'] = module
+    return sys.modules['shunted_official']
+
+
 @case('shunted_s_official')
 def build_shunted_s_official() -> nn.Module:
     """tests/reference/shunted_official.py: the official computation op for op (explicit softmax attention)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        'shunted_official', os.path.join(ROOT, 'tests', 'reference', 'shunted_official.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_shunted_reference()
     return _Pyramid(module.build_reference('small', num_classes=0, drop_path_rate=DROP_PATH_RATE))
 
 
@@ -193,6 +211,36 @@ def eval_step(model: nn.Module, x: torch.Tensor, amp: str = 'fp32') -> None:
 
 
 STEPS = {'train': train_step, 'eval': eval_step}
+K = TypeVar('K', bound=Hashable)
+
+
+def amp_unsupported_reason(device: torch.device | str, amp: str) -> str | None:
+    """Why bf16 autocast cannot run usefully on ``device`` (None: it can, or ``amp`` is not bf16). CPU: oneDNN's own
+    bf16 check (AVX512 BW/VL/DQ, AVX512-BF16 or AMX), what its bf16 kernels need; without it bf16 runs through slow
+    reference kernels. fp16 is left to the run, as before."""
+    device = torch.device(device)
+    if amp != 'bf16':
+        return None
+    if device.type == 'cuda':
+        return None if torch.cuda.is_bf16_supported() else f'{torch.cuda.get_device_name(device)} has no bfloat16'
+    if device.type != 'cpu':
+        return None
+    if not torch.backends.mkldnn.is_available():
+        return 'this torch build has no oneDNN (mkldnn), which the CPU bf16 kernels need'
+    supported = getattr(torch.ops.mkldnn, '_is_mkldnn_bf16_supported', None)
+    if supported is not None and not supported():
+        return 'oneDNN reports no bf16 support on this CPU (torch.ops.mkldnn._is_mkldnn_bf16_supported() is False)'
+    return None
+
+
+def cpu_bf16_features() -> str:
+    """The CPU's native bf16 instructions, for the table's header (emulated through float32 without them)."""
+    flags = []
+    for label, fn in (('AVX512-BF16', '_is_avx512_bf16_supported'), ('AMX', '_is_amx_tile_supported')):
+        check = getattr(torch.cpu, fn, None)
+        if check is not None:
+            flags.append(f'{label} {"yes" if check() else "no"}')
+    return ', '.join(flags) or 'unknown'
 
 
 def build(name: str, args: argparse.Namespace) -> nn.Module:
@@ -205,30 +253,46 @@ def _input(args: argparse.Namespace) -> torch.Tensor:
     return torch.randn(args.batch, 3, *args.size, device=args.device)
 
 
-def time_models(names: Sequence[str], args: argparse.Namespace) -> tuple[dict, dict]:
-    """Median step times per model and mode, and the time of each first (compiling) call."""
-    device = torch.device(args.device)
-    models = {n: build(n, args) for n in names}
-    x = _input(args)
-    times: dict[str, dict[str, list[float]]] = {n: {mode: [] for mode in args.modes} for n in names}
-    first_call: dict[str, dict[str, float]] = {n: {} for n in names}
-    for mode in args.modes:
+def time_built(entries: Mapping[K, tuple[nn.Module, str]], x: torch.Tensor, modes: Sequence[str], warmup: int,
+               repeats: int) -> tuple[dict[K, dict[str, float]], dict[K, dict[str, float]]]:
+    """Interleaved timing of built models: ``entries`` maps a key to ``(model, amp)``; every repeat runs every entry
+    once, in order, so load drifts hit all alike. ``x``: the ``(B, 3, H, W)`` input, on the models' device.
+
+    Returns:
+        The median seconds per key and mode over ``repeats`` runs after the first call and ``warmup`` runs, and
+        the seconds of each first call (the compile time of a compiled model).
+    """
+    times: dict = {k: {mode: [] for mode in modes} for k in entries}
+    first_call: dict = {k: {} for k in entries}
+    for mode in modes:
         step = STEPS[mode]
-        for m in models.values():
-            m.train(mode == 'train')
-        for r in range(1 + args.warmup + args.repeats):
-            for n, m in models.items():
-                _sync(device)
+        for model, _ in entries.values():
+            model.train(mode == 'train')  # mmdet's train() returns None: no chaining
+        for r in range(1 + warmup + repeats):
+            for k, (model, amp) in entries.items():
+                _sync(x.device)
                 t0 = time.perf_counter()
-                step(m, x, args.amp)
-                _sync(device)
+                step(model, x, amp)
+                _sync(x.device)
                 elapsed = time.perf_counter() - t0
                 if r == 0:
-                    first_call[n][mode] = elapsed
-                elif r > args.warmup:
-                    times[n][mode].append(elapsed)
-    medians = {n: {k: statistics.median(v) for k, v in t.items()} for n, t in times.items()}
+                    first_call[k][mode] = elapsed
+                elif r > warmup:
+                    times[k][mode].append(elapsed)
+    medians = {k: {mode: statistics.median(v) for mode, v in t.items()} for k, t in times.items()}
     return medians, first_call
+
+
+def time_models(names: Sequence[str], args: argparse.Namespace) -> tuple[dict, dict]:
+    """Median step times and first-call times, as ``result[amp][name][mode]``: every name x ``args.amp`` pair
+    interleaved, one model instance per name shared by its precisions."""
+    models = {n: build(n, args) for n in names}
+    entries = {(n, amp): (models[n], amp) for n in names for amp in args.amp}
+    medians, first_call = time_built(entries, _input(args), args.modes, args.warmup, args.repeats)
+
+    def nest(flat: dict) -> dict:
+        return {amp: {n: flat[n, amp] for n in names} for amp in args.amp}
+    return nest(medians), nest(first_call)
 
 
 def _rss_bytes() -> int:
@@ -252,37 +316,46 @@ def _reset_peak_rss() -> None:
         f.write('5')
 
 
+def train_peak_bytes(model: nn.Module, x: torch.Tensor, amp: str = 'fp32') -> int:
+    """The peak memory growth (bytes) of one training step of ``model`` on ``x`` (see the module docstring), the
+    model's gradients freed first so that they count as in a first step. CUDA: allocator statistics, exact in a
+    process holding other models too; CPU: RSS growth, meaningful only in a fresh process (``--memory-worker``)."""
+    model.train()
+    model.zero_grad(set_to_none=True)
+    if x.device.type == 'cuda':
+        torch.cuda.synchronize(x.device)
+        torch.cuda.reset_peak_memory_stats(x.device)
+        before = torch.cuda.memory_allocated(x.device)
+        train_step(model, x, amp)
+        torch.cuda.synchronize(x.device)
+        return torch.cuda.max_memory_allocated(x.device) - before
+    before = _rss_bytes()
+    _reset_peak_rss()
+    train_step(model, x, amp)
+    return _peak_rss_bytes() - before
+
+
 def memory_worker(name: str, args: argparse.Namespace) -> None:
     """Print the peak memory growth (bytes) of one training step of ``name``, in this fresh process."""
-    device = torch.device(args.device)
+    amp = args.amp[0]
     model = build(name, args)
     model.train()  # mmdet's train() returns None: no chaining
     x = _input(args)
     if args.compile:
-        train_step(model, x, args.amp)  # warm-up: compiles (memory the step itself does not need)
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-        train_step(model, x, args.amp)
-        torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device) - before
-    else:
-        before = _rss_bytes()
-        _reset_peak_rss()
-        train_step(model, x, args.amp)
-        peak = _peak_rss_bytes() - before
-    print(json.dumps({'name': name, 'peak_bytes': peak}))
+        train_step(model, x, amp)  # warm-up: compiles (memory the step itself does not need)
+    print(json.dumps({'name': name, 'amp': amp, 'peak_bytes': train_peak_bytes(model, x, amp)}))
 
 
-def measure_memory(names: Sequence[str], args: argparse.Namespace) -> dict[str, float]:
-    peaks = {}
-    for name in names:
-        cmd = [sys.executable, os.path.abspath(__file__), '--memory-worker', name, '--batch', str(args.batch),
-               '--size', *map(str, args.size), '--device', args.device, '--threads', str(args.threads),
-               '--amp', args.amp] + (['--compile'] if args.compile else [])
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
-        peaks[name] = json.loads(out.strip().splitlines()[-1])['peak_bytes']
+def measure_memory(names: Sequence[str], args: argparse.Namespace) -> dict[str, dict[str, float]]:
+    """Peak training memory per precision and model, ``peaks[amp][name]``, each in a fresh subprocess."""
+    peaks: dict[str, dict[str, float]] = {}
+    for amp in args.amp:
+        for name in names:
+            cmd = [sys.executable, os.path.abspath(__file__), '--memory-worker', name, '--batch', str(args.batch),
+                   '--size', *map(str, args.size), '--device', args.device, '--threads', str(args.threads),
+                   '--amp', amp] + (['--compile'] if args.compile else [])
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+            peaks.setdefault(amp, {})[name] = json.loads(out.strip().splitlines()[-1])['peak_bytes']
     return peaks
 
 
@@ -294,8 +367,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--size', type=int, nargs='+', default=[512], metavar='SIDE',
                         help='input side (square) or height and width')
     parser.add_argument('--device', default='cpu', help='cpu, cuda or cuda:N')
-    parser.add_argument('--amp', choices=sorted(AMP_DTYPES), default='fp32',
-                        help='autocast dtype of the forward (backward follows), as AmpOptimWrapper does')
+    parser.add_argument('--amp', nargs='+', choices=sorted(AMP_DTYPES), default=['fp32'],
+                        help='autocast dtype(s) of the forward (backward follows), as AmpOptimWrapper does; several '
+                             '(e.g. fp32 bf16) are timed interleaved in one run, a row per model and precision')
     parser.add_argument('--compile', action='store_true', help='torch.compile every model (default options)')
     parser.add_argument('--modes', nargs='+', choices=sorted(STEPS), default=['train', 'eval'])
     parser.add_argument('--repeats', type=int, default=5, help='timed runs per model and mode (median reported)')
@@ -308,31 +382,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if len(args.size) not in (1, 2):
         parser.error('--size takes one side or a height and a width')
     args.size = (args.size[0], args.size[-1])
+    args.amp = list(dict.fromkeys(args.amp))  # in order, once each
     return args
 
 
-def report(args: argparse.Namespace, times: dict, first_call: dict, peaks: dict) -> str:
-    """The markdown table and the ratios of the first model against the faster peer of each mode."""
+def report(args: argparse.Namespace, times: dict, first_call: dict, peaks: dict,
+           skipped: Mapping[str, str] | None = None) -> str:
+    """The markdown table (a row per model and precision) and, per precision, the ratios of the first model against
+    the faster peer of each mode; with several precisions also each model's time in each precision relative to the
+    first. ``times[amp][name][mode]`` seconds, ``peaks[amp][name]`` bytes, ``skipped[amp]``: why it was not run."""
     first, peers = args.models[0], args.models[1:]
+    amps = list(times)
     h, w = args.size
-    lines = [f'# batch {args.batch} x 3 x {h} x {w}, {args.device}, {args.amp}, '
+    lines = [f'# batch {args.batch} x 3 x {h} x {w}, {args.device}, {" + ".join(amps)}, '
              f'{"compiled" if args.compile else "eager"}, {torch.get_num_threads()} threads, median of '
-             f'{args.repeats} interleaved runs (torch {torch.__version__})',
-             '| model | ' + ' | '.join(f'{m} (ms)' for m in args.modes)
-             + (' | first call (s)' if args.compile else '') + ' | peak train memory (MiB) |',
-             '| --- ' * (len(args.modes) + 2 + bool(args.compile)) + '|']
+             f'{args.repeats} interleaved runs (torch {torch.__version__})']
+    if torch.device(args.device).type == 'cpu' and 'bf16' in amps:
+        lines.append(f'# CPU bf16 instructions: {cpu_bf16_features()}')
+    lines += [f'# {amp} skipped: {why}' for amp, why in (skipped or {}).items()]
+    lines += ['| model | precision | ' + ' | '.join(f'{m} (ms)' for m in args.modes)
+              + (' | first call (s)' if args.compile else '') + ' | peak train memory (MiB) |',
+              '| --- ' * (len(args.modes) + 3 + bool(args.compile)) + '|']
     for n in args.models:
-        mem = f'{peaks[n] / 2 ** 20:.0f}' if n in peaks else '-'
-        cells = [f'{times[n][m] * 1e3:.1f}' for m in args.modes]
-        if args.compile:
-            cells.append(' / '.join(f'{first_call[n][m]:.1f}' for m in args.modes))
-        lines.append(f'| {n} | ' + ' | '.join(cells) + f' | {mem} |')
-    for mode in args.modes if peers else ():
-        best = min(peers, key=lambda n: times[n][mode])
-        lines.append(f'{first} {mode}: {times[first][mode] / times[best][mode]:.2f}x the faster peer ({best})')
-    for n in peers:
-        if n in peaks and first in peaks and peaks[n] > 0:
-            lines.append(f'{first} peak train memory: {peaks[first] / peaks[n]:.2f}x {n}')
+        for amp in amps:
+            peak = peaks.get(amp, {}).get(n)
+            cells = [f'{times[amp][n][m] * 1e3:.1f}' for m in args.modes]
+            if args.compile:
+                cells.append(' / '.join(f'{first_call[amp][n][m]:.1f}' for m in args.modes))
+            cells.append(f'{peak / 2 ** 20:.0f}' if peak is not None else '-')
+            lines.append(f'| {n} | {amp} | ' + ' | '.join(cells) + ' |')
+    for amp in amps:
+        tag = f', {amp}' if len(amps) > 1 else ''
+        for mode in args.modes if peers else ():
+            best = min(peers, key=lambda n: times[amp][n][mode])
+            lines.append(f'{first} {mode}{tag}: {times[amp][first][mode] / times[amp][best][mode]:.2f}x the faster '
+                         f'peer ({best})')
+        mem = peaks.get(amp, {})
+        for n in peers:
+            if n in mem and first in mem and mem[n] > 0:
+                lines.append(f'{first} peak train memory{tag}: {mem[first] / mem[n]:.2f}x {n}')
+    for amp in amps[1:]:
+        for n in args.models:
+            ratios = ', '.join(f'{mode} {times[amp][n][mode] / times[amps[0]][n][mode]:.2f}x' for mode in args.modes)
+            lines.append(f'{n} {amp} / {amps[0]} time: {ratios}')
     return '\n'.join(lines)
 
 
@@ -344,13 +436,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.memory_worker:
         memory_worker(args.memory_worker, args)
         return 0
+    skipped = {amp: why for amp in args.amp if (why := amp_unsupported_reason(args.device, amp))}
+    for amp, why in skipped.items():
+        print(f'skipping {amp}: {why}', file=sys.stderr)
+    args.amp = [amp for amp in args.amp if amp not in skipped]
+    if not args.amp:
+        print('no precision left to measure', file=sys.stderr)
+        return 1
     torch.manual_seed(0)
     times, first_call = time_models(args.models, args)
     peaks = {} if args.no_memory or 'train' not in args.modes else measure_memory(args.models, args)
-    print(report(args, times, first_call, peaks))
+    print(report(args, times, first_call, peaks, skipped))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump(dict(args=vars(args), times=times, first_call=first_call, peak_bytes=peaks), f, indent=2)
+            json.dump(dict(args=vars(args), skipped=skipped, times=times, first_call=first_call, peak_bytes=peaks),
+                      f, indent=2)
     return 0
 
 
