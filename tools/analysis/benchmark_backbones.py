@@ -243,6 +243,9 @@ def cpu_bf16_features() -> str:
     return ', '.join(flags) or 'unknown'
 
 
+_clock: Callable[[], float] = time.perf_counter  # --cpu-time: time.process_time
+
+
 def build(name: str, args: argparse.Namespace) -> nn.Module:
     """The case, re-initialised, on the device; compiled (lazily: on its first call) with ``--compile``."""
     model = reinit_(CASES[name]()).to(args.device)
@@ -271,10 +274,10 @@ def time_built(entries: Mapping[K, tuple[nn.Module, str]], x: torch.Tensor, mode
         for r in range(1 + warmup + repeats):
             for k, (model, amp) in entries.items():
                 _sync(x.device)
-                t0 = time.perf_counter()
+                t0 = _clock()
                 step(model, x, amp)
                 _sync(x.device)
-                elapsed = time.perf_counter() - t0
+                elapsed = _clock() - t0
                 if r == 0:
                     first_call[k][mode] = elapsed
                 elif r > warmup:
@@ -371,6 +374,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='autocast dtype(s) of the forward (backward follows), as AmpOptimWrapper does; several '
                              '(e.g. fp32 bf16) are timed interleaved in one run, a row per model and precision')
     parser.add_argument('--compile', action='store_true', help='torch.compile every model (default options)')
+    parser.add_argument('--freezing', action='store_true',
+                        help="with --compile: inductor's freezing (weights folded as constants and prepacked; "
+                             "Intel's CPU inference recipe); applies to eval only")
+    parser.add_argument('--cpu-time', action='store_true',
+                        help='time with the process CPU clock instead of the wall clock: on a shared machine with '
+                             '--threads 1 this measures the work, not the waiting')
     parser.add_argument('--modes', nargs='+', choices=sorted(STEPS), default=['train', 'eval'])
     parser.add_argument('--repeats', type=int, default=5, help='timed runs per model and mode (median reported)')
     parser.add_argument('--warmup', type=int, default=1, help='untimed runs after the first call')
@@ -383,6 +392,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error('--size takes one side or a height and a width')
     args.size = (args.size[0], args.size[-1])
     args.amp = list(dict.fromkeys(args.amp))  # in order, once each
+    if args.freezing and not args.compile:
+        parser.error('--freezing needs --compile')
     return args
 
 
@@ -395,7 +406,8 @@ def report(args: argparse.Namespace, times: dict, first_call: dict, peaks: dict,
     amps = list(times)
     h, w = args.size
     lines = [f'# batch {args.batch} x 3 x {h} x {w}, {args.device}, {" + ".join(amps)}, '
-             f'{"compiled" if args.compile else "eager"}, {torch.get_num_threads()} threads, median of '
+             f'{("compiled + freezing" if args.freezing else "compiled") if args.compile else "eager"}, '
+             f'{torch.get_num_threads()} threads, {"CPU" if args.cpu_time else "wall"} time, median of '
              f'{args.repeats} interleaved runs (torch {torch.__version__})']
     if torch.device(args.device).type == 'cpu' and 'bf16' in amps:
         lines.append(f'# CPU bf16 instructions: {cpu_bf16_features()}')
@@ -433,6 +445,11 @@ def main(argv: list[str] | None = None) -> int:
     os.environ['BENCH_SIZE'] = f'{args.size[0]}x{args.size[1]}'
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.freezing:
+        torch._inductor.config.freezing = True
+    if args.cpu_time:
+        global _clock
+        _clock = time.process_time
     if args.memory_worker:
         memory_worker(args.memory_worker, args)
         return 0
