@@ -4,6 +4,9 @@ PYTEST_ARGS ?=
 # pytest-xdist workers (tests/conftest.py gives each worker its share of the cores): 2 halves the suite's wall time
 # on 2 cores, since much of it is single-threaded Python (torch.compile tracing, config building, subprocesses).
 PYTEST_WORKERS ?= 2
+# demo precision: auto = bfloat16 mixed precision where the CPU (AMX-BF16 / AVX512-BF16) or GPU runs it natively,
+# else float32; fp32 forces float32 (make demo PRECISION=fp32); bf16 insists on bfloat16
+PRECISION ?= auto
 
 .PHONY: env test test-fast demo demo-det clean-env
 
@@ -17,10 +20,10 @@ test-fast: env
 	$(PY) -m pytest tests -q -p no:cacheprovider -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 demo: env
-	$(PY) tools/run_demo.py --task seg
+	$(PY) tools/run_demo.py --task seg --precision $(PRECISION)
 
 demo-det: env
-	$(PY) tools/run_demo.py --task det
+	$(PY) tools/run_demo.py --task det --precision $(PRECISION)
 
 clean-env:
 	rm -rf .venv

@@ -1,7 +1,7 @@
 """Run a trained detector or segmentor on images; save painted pictures and JSON predictions.
 
     python tools/infer.py CONFIG CHECKPOINT IMAGE_OR_DIR [IMAGE_OR_DIR ...] [--out-dir work_dirs/infer]
-        [--device cpu] [--score-thr 0.3] [--opacity 0.5] [--cfg-options k=v ...]
+        [--device cpu] [--amp] [--score-thr 0.3] [--opacity 0.5] [--cfg-options k=v ...]
 
 Writes, per image NAME:
 * ``OUT_DIR/vis/NAME.jpg``: the picture with the predictions painted by mmdet's ``DetLocalVisualizer`` (boxes,
@@ -13,10 +13,13 @@ Writes, per image NAME:
 
 The checkpoint is loaded strictly (every key must match). Class names come from the checkpoint's meta data when it
 has them (checkpoints saved by tools/train.py do), else from the config's test data set (COCO / ADE20K classes).
+``--amp`` runs the backbone, neck and dense heads in bfloat16 autocast (float16 on GPUs without bfloat16); boxes,
+masks and segmentation logits come back in float32 (refused on CPUs without native bfloat16).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import os.path as osp
@@ -26,9 +29,10 @@ from typing import Any
 import numpy as np
 from mmengine.config import DictAction
 
-from mmswin.apis import init_model, load_config
+from mmswin.apis import inference_dtype, init_model, load_config
 from mmswin.apis.errors import run_tool
-from mmswin.engine import setup_runtime
+from mmswin.engine import mixed_precision, setup_runtime
+from mmswin.engine.precision import describe_precision
 
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.tif', '.tiff', '.webp')
 
@@ -134,6 +138,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('images', nargs='+', help='image files or directories of images')
     parser.add_argument('--out-dir', default='work_dirs/infer', help='where vis/ and preds/ are written')
     parser.add_argument('--device', default=None, help='cuda:0 or cpu (default: cuda:0 when available)')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision: bfloat16 autocast of the backbone, neck and dense heads (float16 on '
+                        'GPUs without bfloat16), outputs in float32; refused on CPUs without native bfloat16')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detection: paint instances scoring at least this (the JSON keeps all)')
     parser.add_argument('--opacity', type=float, default=0.5, help='segmentation: opacity of the overlay')
@@ -146,9 +153,14 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     import torch
     device = args.device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
+    dtype = inference_dtype(device) if args.amp else None  # a CPU without bfloat16 stops here
     images = list_images(args.images)
     model = load_model(args.config, args.checkpoint, device, args.cfg_options)
-    records = predict(model, images, args.out_dir, args.score_thr, args.opacity)
+    device_type = device.split(':')[0]
+    if dtype is not None:
+        print(f'mixed precision: {describe_precision(device_type, dtype)} for the backbone, neck and dense heads')
+    with mixed_precision(model, device_type, dtype) if dtype else contextlib.nullcontext():
+        records = predict(model, images, args.out_dir, args.score_thr, args.opacity)
     print(f'{len(records)} image(s): pictures in {osp.join(args.out_dir, "vis")}, '
           f'predictions in {osp.join(args.out_dir, "preds")}')
     return records

@@ -12,7 +12,10 @@ and ETA in the log; checkpoints written atomically, a NaN / inf loss stops the r
 photo with ground truth and prediction side by side (seg) or drawn over each other (det) and prints where they are.
 
 The backbone starts from random weights: no ImageNet checkpoint can be downloaded here. About 10 minutes on 2 CPU
-cores each. ``--resume`` continues an interrupted run from its last complete checkpoint.
+cores each. ``--resume`` continues an interrupted run from its last complete checkpoint. ``--precision auto`` (the
+default) trains in bfloat16 mixed precision where the machine runs bfloat16 natively (a CPU with AMX-BF16 /
+AVX512-BF16, a GPU with bfloat16: ``tools/train.py --amp``), else in float32; ``--precision fp32`` forces float32
+(``make demo PRECISION=fp32``), ``--precision bf16`` insists on bfloat16. The printout says which.
 """
 from __future__ import annotations
 
@@ -47,6 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--data-root', default=str(REPO_ROOT / 'data'),
                         help='where demo_ade / demo_coco are (made if missing); default <repo>/data')
     parser.add_argument('--resume', action='store_true', help='continue from the last checkpoint in the work dir')
+    parser.add_argument('--precision', choices=['auto', 'bf16', 'fp32'], default='auto',
+                        help='auto (default): bfloat16 mixed precision where the CPU (AMX-BF16, AVX512-BF16) or GPU '
+                        'runs it natively, else float32; bf16: bfloat16 or stop; fp32: float32')
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='override config settings, e.g. train_cfg.max_iters=20')
     return parser.parse_args(argv)
@@ -66,10 +72,12 @@ def _point_at_data(cfg, data_dir: str, task: str) -> None:
                 evaluator['ann_file'] = osp.join(root, 'annotations', osp.basename(evaluator['ann_file']))
 
 
-def build_cfg(args: argparse.Namespace, data_dir: str):
+def build_cfg(args: argparse.Namespace, data_dir: str) -> tuple[Any, str]:
+    """The demo config with ``--cfg-options``, the precision of ``--precision``, the safeguards and the data paths;
+    and one line saying which precision it trains in."""
     from mmengine.config import DictAction
 
-    from mmswin.apis import find_resume_checkpoint, load_tool_config
+    from mmswin.apis import apply_precision, find_resume_checkpoint, load_tool_config
     from mmswin.engine import enable_safeguards
 
     options = None
@@ -80,12 +88,13 @@ def build_cfg(args: argparse.Namespace, data_dir: str):
         options = namespace.cfg_options
     work_dir = args.work_dir or str(REPO_ROOT / 'work_dirs' / f'demo_{args.task}')
     cfg = load_tool_config(str(args.config or CONFIGS[args.task]), options, 'none', work_dir)
+    note = apply_precision(cfg, args.precision)
     enable_safeguards(cfg)
     _point_at_data(cfg, data_dir, args.task)
     if args.resume:
         cfg.resume = True
         cfg.load_from = find_resume_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
-    return cfg
+    return cfg, note
 
 
 def write_overlays(runner, task: str, out_dir: str) -> list[str]:
@@ -137,13 +146,14 @@ def run(argv: list[str] | None = None, log=print) -> dict:
     outs = prepare(args.data_root, log=log)
     data_dir = str(outs['seg' if args.task == 'seg' else 'coco'])
 
-    cfg = build_cfg(args, data_dir)
+    cfg, precision = build_cfg(args, data_dir)
     model_name = 'UperNet + Swin-T' if args.task == 'seg' else 'Mask R-CNN + FPN + Swin-T'
     log('=' * 100)
     log(f'mmswin demo ({args.task}): {model_name}, config {args.config or CONFIGS[args.task]}')
     log(f'data: {data_dir} (3 PASCAL VOC 2011 photos from the labelme 6.3.1 sdist; training set = validation set)')
     log('weights: RANDOM INITIALISATION - no ImageNet checkpoint can be downloaded here, so the numbers below '
         'measure how well a from-scratch model fits 3 photos in a few minutes, not the published recipe.')
+    log(precision)
     log(f'work dir: {cfg.work_dir}')
     log('=' * 100)
 

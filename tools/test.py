@@ -1,25 +1,28 @@
 """Evaluate a trained detector (mmdet) or segmentor (mmseg) from an mmswin config.
 
-    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE_OR_DIR] [--show-dir DIR] [--tta]
+    python tools/test.py CONFIG CHECKPOINT [--work-dir DIR] [--out FILE_OR_DIR] [--show-dir DIR] [--tta] [--amp]
         [--cfg-options k=v ...] [--launcher {none,pytorch,slurm,mpi}]
 
 ``--out``: detection dumps the raw predictions to a ``.pkl`` file (mmdet's convention); segmentation writes the
 predicted label maps as PNG files into that directory (mmseg's convention). ``--show-dir`` saves painted
-predictions. Distributed: ``tools/dist_test.sh CONFIG CHECKPOINT GPUS``.
+predictions. ``--amp``: the backbone, neck and dense heads run in bfloat16 autocast (float16 on GPUs without
+bfloat16), box decoding, NMS, RoI heads, post-processing and the metrics in float32; refused on CPUs without native
+bfloat16. Distributed: ``tools/dist_test.sh CONFIG CHECKPOINT GPUS``.
 """
 from __future__ import annotations
 
 import argparse
-import sys
+import contextlib
 import os
 import os.path as osp
+import sys
 
 from mmengine.config import Config, ConfigDict, DictAction
 
-from mmswin.apis import (check_annotation_files, drop_pretrained_init, find_missing_data, load_tool_config,
-                         missing_data_message, prepare_distributed)
+from mmswin.apis import (check_annotation_files, drop_pretrained_init, find_missing_data, inference_dtype,
+                         load_tool_config, missing_data_message, prepare_distributed, training_device_type)
 from mmswin.apis.errors import run_tool
-from mmswin.engine import enable_safeguards, setup_runtime
+from mmswin.engine import enable_safeguards, mixed_precision, setup_runtime
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,6 +38,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--wait-time', type=float, default=2, help='the interval of --show (s)')
     parser.add_argument('--tta', action='store_true',
                         help='test-time augmentation (segmentation: multi-scale + flip; detection: flip)')
+    parser.add_argument('--amp', action='store_true',
+                        help='mixed precision: bfloat16 autocast of the backbone, neck and dense heads (float16 on '
+                        'GPUs without bfloat16); box decoding, NMS, RoI heads, post-processing and metrics in '
+                        'float32. Refused on CPUs without native bfloat16 (AMX-BF16, AVX512-BF16, ARM BF16)')
     parser.add_argument(
         '--cfg-options', nargs='+', action=DictAction,
         help='override config settings, key=value pairs; lists as key="[a,b]" (no white space)')
@@ -115,6 +122,8 @@ def setup_cfg(args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> None:
     setup_runtime()
     args = parse_args(argv)
+    device_type = training_device_type()  # where the Runner puts the model
+    dtype = inference_dtype(device_type) if args.amp else None  # a CPU without bfloat16 stops here
     cfg = setup_cfg(args)
     if not args.no_data_check:
         missing = find_missing_data(cfg, ('test',))
@@ -129,7 +138,9 @@ def main(argv: list[str] | None = None) -> None:
     if args.out is not None and cfg.default_scope == 'mmdet':
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
-    runner.test()
+    precision = mixed_precision(runner.model, device_type, dtype, log=True) if dtype else contextlib.nullcontext()
+    with precision:
+        runner.test()
 
 
 if __name__ == '__main__':

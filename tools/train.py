@@ -15,11 +15,11 @@ import sys
 
 from mmengine.config import Config, DictAction
 
-from mmswin.apis import (check_annotation_files, drop_pretrained_init, find_missing_data, find_missing_pretrained,
-                         find_resume_checkpoint, load_tool_config, missing_data_message, missing_pretrained_message,
-                         prepare_distributed)
+from mmswin.apis import (check_annotation_files, drop_pretrained_init, enable_amp, find_missing_data,
+                         find_missing_pretrained, find_resume_checkpoint, load_tool_config, missing_data_message,
+                         missing_pretrained_message, prepare_distributed)
 from mmswin.apis.errors import run_tool
-from mmswin.engine import enable_safeguards, setup_runtime
+from mmswin.engine import enable_compile, enable_safeguards, setup_runtime
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -27,11 +27,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('config', help='train config file path')
     parser.add_argument('--work-dir', help='the dir to save logs and models (default: work_dirs/CONFIG_NAME)')
     parser.add_argument('--amp', action='store_true',
-                        help='automatic mixed precision: bfloat16 where the GPU supports it, else float16 with '
-                        'dynamic loss scaling')
+                        help='mixed precision. GPU: mmengine\'s AmpOptimWrapper, bfloat16 where the GPU supports it, '
+                        'else float16 with dynamic loss scaling. CPU with native bfloat16 (AMX-BF16, AVX512-BF16, '
+                        'ARM BF16): bfloat16 autocast of the backbone, neck and dense heads, the rest in float32, no '
+                        'loss scaling (Bf16OptimWrapper); other CPUs are refused (emulated bfloat16 is slower than '
+                        'float32)')
     parser.add_argument('--compile', action='store_true',
-                        help="torch.compile the whole model (mmengine's compile=True); to compile the backbone "
-                        'only, set model.backbone.compile=True instead')
+                        help='torch.compile, for training, the dense parts of the model in place: backbone, neck, '
+                        'UperNet decode and auxiliary heads, RPN head, one-stage detector heads (CompileHook). '
+                        'Losses, box decoding, NMS, RoI heads, the optimizer step and evaluation stay eager '
+                        "(data-dependent shapes; mmengine's compile of the whole train_step fails on the optimizer "
+                        "step). A config's compile=True / dict of torch.compile options means the same; options "
+                        'e.g. --cfg-options compile.mode=max-autotune. The first step compiles (minutes on a CPU, '
+                        'for little gain on small models there); checkpoints are unchanged')
     parser.add_argument('--auto-scale-lr', action='store_true',
                         help='scale the learning rate by (total batch size / auto_scale_lr.base_batch_size)')
     parser.add_argument(
@@ -53,31 +61,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def _enable_amp(cfg: Config) -> None:
-    import torch
-    if not torch.cuda.is_available():
-        raise SystemExit('--amp needs a CUDA GPU (mmengine\'s AmpOptimWrapper); train without --amp on this machine')
-    optim_type = cfg.optim_wrapper.get('type', 'OptimWrapper')
-    if optim_type == 'AmpOptimWrapper':
-        print('AMP training is already enabled in the config.', file=sys.stderr)
-        return
-    if optim_type != 'OptimWrapper':
-        raise SystemExit(f'--amp supports optim_wrapper.type OptimWrapper, the config has {optim_type!r}')
-    cfg.optim_wrapper.type = 'AmpOptimWrapper'
-    if torch.cuda.is_bf16_supported():  # Ampere and newer: no overflow, no loss scaling needed
-        cfg.optim_wrapper.setdefault('dtype', 'bfloat16')
-    else:
-        cfg.optim_wrapper.setdefault('loss_scale', 'dynamic')
-
-
 def setup_cfg(args: argparse.Namespace) -> Config:
     """Load the config and apply the command-line options, as mmdet's / mmseg's train.py do, then turn on the
-    safeguards (atomic checkpoints, non-finite loss handling, data file checks) also for configs that lack them."""
+    safeguards (atomic checkpoints, non-finite loss handling, data file checks) also for configs that lack them, and
+    compile the dense parts for ``--compile`` or a config's ``compile`` (``CompileHook``)."""
     cfg = load_tool_config(args.config, args.cfg_options, args.launcher, args.work_dir)
     if args.amp:
-        _enable_amp(cfg)
-    if args.compile:
-        cfg.compile = True
+        enable_amp(cfg)
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
             raise SystemExit('--auto-scale-lr needs auto_scale_lr = dict(enable=False, base_batch_size=N) '
@@ -90,7 +80,10 @@ def setup_cfg(args: argparse.Namespace) -> Config:
     elif args.resume is not None:
         cfg.resume = True
         cfg.load_from = args.resume
-    return enable_safeguards(cfg)
+    enable_safeguards(cfg)
+    if args.compile or cfg.get('compile', False):
+        enable_compile(cfg)
+    return cfg
 
 
 def check_inputs(cfg: Config, args: argparse.Namespace) -> None:

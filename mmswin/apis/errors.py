@@ -23,10 +23,11 @@ def user_error_types() -> tuple[type[BaseException], ...]:
     """The exception classes whose message is the whole story (imported lazily: tools start fast)."""
     from mmswin.datasets.checks import DataCheckError
     from mmswin.engine.hooks import CheckpointSaveError, NonFiniteLossError
+    from mmswin.engine.precision import UnsupportedPrecisionError
     from mmswin.models.pretrained import CheckpointMismatchError
     from mmswin.utils.checkpoint_io import UnsafeCheckpointError
     return (ConfigError, DataCheckError, NonFiniteLossError, CheckpointSaveError, CheckpointMismatchError,
-            UnsafeCheckpointError)
+            UnsafeCheckpointError, UnsupportedPrecisionError)
 
 
 def _explain(err: BaseException) -> str | None:

@@ -1,4 +1,8 @@
-"""Optimizer wrappers that skip a step whose loss or gradients are not finite (NaN / inf).
+"""Optimizer wrappers: bfloat16 mixed precision without loss scaling (on the CPU too), and skipping a step whose
+loss or gradients are not finite (NaN / inf).
+
+:class:`Bf16OptimWrapper` trains in bfloat16 mixed precision where mmengine's ``AmpOptimWrapper`` refuses to start
+(the CPU: it asserts a CUDA / NPU / MLU device); ``tools/train.py --amp`` uses it on CPUs with native bfloat16.
 
 mmengine applies the optimizer step inside ``model.train_step``, before any hook sees the loss, so skipping a bad
 step has to happen in the optimizer wrapper. :class:`NonFiniteLossHook` with ``action='skip'`` needs one of these
@@ -7,15 +11,65 @@ step has to happen in the optimizer wrapper. :class:`NonFiniteLossHook` with ``a
 """
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from mmengine.dist import all_reduce, get_world_size
-from mmengine.logging import MessageHub
+from mmengine.logging import MessageHub, print_log
 from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
+from torch import nn
 
-__all__ = ['SkipNonFiniteOptimWrapper', 'SkipNonFiniteAmpOptimWrapper', 'SKIPPED_KEY', 'SKIP_VARIANTS']
+from mmswin.engine.precision import cpu_bf16_instructions, mixed_precision
+
+__all__ = ['Bf16OptimWrapper', 'SkipNonFiniteOptimWrapper', 'SkipNonFiniteAmpOptimWrapper',
+           'SkipNonFiniteBf16OptimWrapper', 'SKIPPED_KEY', 'SKIP_VARIANTS']
 
 SKIPPED_KEY = 'mmswin_skipped_step'  # MessageHub runtime info: None, or what made the last update skip
+
+
+@OPTIM_WRAPPERS.register_module()
+class Bf16OptimWrapper(OptimWrapper):
+    """bfloat16 mixed precision training without a loss scaler, on the CPU or a GPU.
+
+    Each training step's forward pass runs the model's dense parts (backbone, neck, dense heads) under
+    ``torch.autocast(device_type, torch.bfloat16)`` and hands their outputs on in float32, so losses, box decoding,
+    NMS and RoI heads run in float32 (mmcv's CPU NMS and RoIAlign take float32 only); see
+    :func:`~mmswin.engine.precision.mixed_precision`. bfloat16 has float32's exponent range: gradients do not
+    underflow, so there is no loss scaling, and the weights and optimizer state stay float32. Validation during
+    training runs in float32, as with mmengine's ``AmpOptimWrapper``. The first step logs one line with the
+    precision and the parts. On a CPU without native bfloat16 instructions it still runs (emulated, slower than
+    float32) and warns; ``tools/train.py --amp`` refuses such a CPU instead.
+
+    Args:
+        device_type: ``'cpu'`` or ``'cuda'``; default: where the model's parameters are.
+        **kwargs: mmengine ``OptimWrapper`` arguments (``optimizer``, ``clip_grad``, ``accumulative_counts``).
+    """
+
+    def __init__(self, device_type: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if device_type not in (None, 'cpu', 'cuda'):
+            raise ValueError(f"device_type must be 'cpu', 'cuda' or None, got {device_type!r}")
+        self.device_type = device_type
+        self.cast_dtype = torch.bfloat16  # the attribute mmengine's AmpOptimWrapper has
+        self._logged = False
+
+    @contextmanager
+    def optim_context(self, model: nn.Module) -> Iterator[None]:
+        """mmengine's context (no gradient sync while accumulating) plus the dense parts in bfloat16."""
+        if self.device_type is None:
+            param = next(model.parameters(), None)
+            self.device_type = 'cuda' if param is not None and param.is_cuda else 'cpu'
+        log = not self._logged
+        if log:
+            self._logged = True
+            if self.device_type == 'cpu' and not cpu_bf16_instructions():
+                print_log('Bf16OptimWrapper: this CPU has no native bfloat16 instructions; bfloat16 is emulated and '
+                          'slower than float32', logger='current', level=logging.WARNING)
+        with super().optim_context(model), mixed_precision(model, self.device_type, torch.bfloat16, log=log):
+            yield
 
 
 class _SkipNonFinite:
@@ -61,5 +115,11 @@ class SkipNonFiniteAmpOptimWrapper(_SkipNonFinite, AmpOptimWrapper):
     """mmengine's ``AmpOptimWrapper`` that skips steps whose loss is not finite (see :class:`_SkipNonFinite`)."""
 
 
+@OPTIM_WRAPPERS.register_module()
+class SkipNonFiniteBf16OptimWrapper(_SkipNonFinite, Bf16OptimWrapper):
+    """:class:`Bf16OptimWrapper` that skips non-finite steps (loss or gradient; see :class:`_SkipNonFinite`)."""
+
+
 # optim_wrapper.type -> its skipping variant
-SKIP_VARIANTS = {'OptimWrapper': 'SkipNonFiniteOptimWrapper', 'AmpOptimWrapper': 'SkipNonFiniteAmpOptimWrapper'}
+SKIP_VARIANTS = {'OptimWrapper': 'SkipNonFiniteOptimWrapper', 'AmpOptimWrapper': 'SkipNonFiniteAmpOptimWrapper',
+                 'Bf16OptimWrapper': 'SkipNonFiniteBf16OptimWrapper'}

@@ -18,7 +18,8 @@ def enable_safeguards(cfg: Any, data_check_level: str | None = None) -> Any:
     * ``default_hooks.checkpoint`` of type ``CheckpointHook`` becomes ``AtomicCheckpointHook`` (other keys kept);
     * ``custom_hooks`` gains ``NonFiniteLossHook`` and ``DataCheckHook`` unless already listed;
     * with ``NonFiniteLossHook(action='skip')``, ``optim_wrapper.type`` becomes its skipping variant
-      (``OptimWrapper`` -> ``SkipNonFiniteOptimWrapper``, ``AmpOptimWrapper`` -> ``SkipNonFiniteAmpOptimWrapper``);
+      (``OptimWrapper`` -> ``SkipNonFiniteOptimWrapper``, ``AmpOptimWrapper`` -> ``SkipNonFiniteAmpOptimWrapper``,
+      ``Bf16OptimWrapper`` -> ``SkipNonFiniteBf16OptimWrapper``);
     * ``data_check_level`` sets the ``DataCheckHook`` level when given.
     """
     imports = cfg.get('custom_imports', None) or dict(imports=[], allow_failed_imports=False)

@@ -41,8 +41,8 @@ class NonFiniteLossHook(Hook):
     ``action='skip'``: the bad step is not applied -- weights, optimizer state and AMP loss scale stay as they
     were -- it is logged with the iteration and the loss terms, and only ``max_consecutive`` skipped steps in a
     row stop the run. Needs a skipping optimizer wrapper (``optim_wrapper.type`` ``SkipNonFiniteOptimWrapper`` /
-    ``SkipNonFiniteAmpOptimWrapper``, see :mod:`mmswin.engine.optim_wrappers`), which
-    :func:`~mmswin.engine.enable_safeguards` and ``tools/train.py`` set.
+    ``SkipNonFiniteAmpOptimWrapper`` / ``SkipNonFiniteBf16OptimWrapper``, see :mod:`mmswin.engine.optim_wrappers`),
+    which :func:`~mmswin.engine.enable_safeguards` and ``tools/train.py`` set.
 
     Args:
         action: ``'stop'`` or ``'skip'``. Default: ``'stop'``.

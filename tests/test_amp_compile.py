@@ -1,0 +1,317 @@
+"""``--amp`` (bfloat16 on the CPU) and ``--compile`` of the tools, on the tiny demo configs and the demo photos.
+
+* ``tools/train.py --amp`` on a CPU with native bfloat16 trains with ``Bf16OptimWrapper``: the layers of the dense
+  parts compute in bfloat16 during training steps, their outputs and validation are float32, the log says so; a
+  CPU without native bfloat16 is refused with one line and exit status 1 (train, test, infer).
+* ``tools/train.py --compile`` compiles the dense parts (``CompileHook``) and trains a segmentor and a detector, with
+  and without ``--amp``. The tests compile with the ``aot_eager`` backend: dynamo traces the same graphs (forward
+  and backward) as with inductor, without inductor's C++ code generation, which takes minutes on 2 CPU cores;
+  ``tests/test_compile.py`` runs inductor on the backbones.
+* ``tools/test.py --amp`` and ``tools/infer.py --amp`` predict (nearly) what float32 predicts.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip('mmdet')
+pytest.importorskip('mmseg')
+
+import mmswin.datasets.demo_data as demo_data_lib  # noqa: E402
+import mmswin.engine.precision as precision  # noqa: E402
+from mmswin.apis.errors import run_tool  # noqa: E402
+from mmswin.engine import Bf16OptimWrapper, setup_runtime  # noqa: E402
+from tool_loader import load_tool  # noqa: E402
+
+setup_runtime()
+
+REPO = Path(__file__).resolve().parents[1]
+train_tool = load_tool('train.py')
+test_tool = load_tool('test.py')
+infer_tool = load_tool('infer.py')
+
+SEG = 'upernet_swin_tiny_overfit.py'
+DET = 'mask_rcnn_swin_tiny_overfit.py'
+needs_bf16 = pytest.mark.skipif(not precision.cpu_bf16_instructions() or torch.cuda.is_available(),
+                                reason='needs a CPU with native bfloat16 (AMX-BF16, AVX512-BF16, ARM BF16), no GPU')
+
+
+@pytest.fixture(scope='module')
+def demo_data() -> dict[str, Path]:
+    return demo_data_lib.prepare(REPO / 'data', log=lambda *_: None)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+def _options(config: str, data: dict[str, Path], iters: int, val: bool = True) -> list[str]:
+    root = f'{data["seg"] if config == SEG else data["coco"]}/'
+    options = [f'train_cfg.max_iters={iters}', f'train_dataloader.dataset.data_root={root}',
+               f'val_dataloader.dataset.data_root={root}', f'test_dataloader.dataset.data_root={root}',
+               'default_hooks.logger.interval=1', f'default_hooks.checkpoint.interval={iters}']
+    if config == DET:
+        options += [f'val_evaluator.ann_file={root}annotations/instances_val2017.json',
+                    f'test_evaluator.ann_file={root}annotations/instances_val2017.json']
+    if not val:
+        options += ['val_cfg=None', 'val_dataloader=None', 'val_evaluator=None']
+    return options
+
+
+def _train_argv(config: str, work_dir: Path, data: dict[str, Path], *flags: str, iters: int = 3,
+                val: bool = True) -> list[str]:
+    return [str(REPO / 'configs/demo' / config), '--work-dir', str(work_dir), *flags,
+            '--cfg-options', *_options(config, data, iters, val)]
+
+
+def _log_text(work_dir: Path) -> str:
+    logs = sorted(work_dir.glob('*/*.log'))
+    assert logs, f'no log in {work_dir}'
+    return logs[-1].read_text()
+
+
+# ------------------------------------------------------------------------------------------------------ --amp
+
+
+@needs_bf16
+def test_amp_trains_the_dense_parts_in_bf16(demo_data, tmp_path):
+    from mmengine.runner import Runner
+    args = train_tool.parse_args(_train_argv(SEG, tmp_path, demo_data, '--amp'))
+    cfg = train_tool.setup_cfg(args)
+    train_tool.check_inputs(cfg, args)
+    runner = Runner.from_cfg(cfg)
+    seen: dict[str, set] = {'train': set(), 'eval': set(), 'backbone out': set(), 'head out': set()}
+
+    def layer_hook(module, inputs, output):
+        seen['train' if module.training else 'eval'].add(output.dtype)
+
+    def part_hook(name):
+        def hook(module, inputs, output):
+            seen[name].update(o.dtype for o in (output if isinstance(output, (list, tuple)) else [output]))
+        return hook
+
+    model = runner.model
+    for part in (model.backbone, model.decode_head, model.auxiliary_head):
+        for layer in part.modules():
+            if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):
+                layer.register_forward_hook(layer_hook)
+    model.backbone.register_forward_hook(part_hook('backbone out'))
+    model.decode_head.conv_seg.register_forward_hook(part_hook('head out'))
+    runner.train()
+
+    assert isinstance(runner.optim_wrapper, Bf16OptimWrapper)
+    assert seen['train'] == {torch.bfloat16}, seen  # every Linear / Conv2d of the dense parts, in training steps
+    assert seen['eval'] == {torch.float32}, seen  # validation stays float32, as with mmengine's AmpOptimWrapper
+    assert seen['backbone out'] == {torch.float32}, seen  # outputs handed on in float32
+    log = _log_text(tmp_path)
+    assert 'mixed precision: bfloat16 autocast on the CPU (' in log
+    assert 'for the dense parts (backbone, decode_head, auxiliary_head)' in log
+    assert 'Iter(train) [3/3]' in log
+
+
+@pytest.mark.parametrize('tool', ['train', 'test', 'infer'])
+def test_amp_refused_on_a_cpu_without_bf16(tool, monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(precision, 'cpu_bf16_instructions', lambda: [])
+    config = str(REPO / 'configs/demo' / SEG)
+    argv = {'train': [config, '--amp'], 'test': [config, str(tmp_path / 'x.pth'), '--amp'],
+            'infer': [config, str(tmp_path / 'x.pth'), str(tmp_path), '--amp']}[tool]
+    main = {'train': train_tool.main, 'test': test_tool.main, 'infer': infer_tool.main}[tool]
+    assert run_tool(main, argv, prog=tool) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0] == (f'{tool}: error: --amp on the CPU needs native bfloat16 instructions (AMX-BF16 or AVX512-BF16 '
+                      'on x86, BF16 on ARM), which this CPU lacks (emulated bfloat16 is slower than float32): run '
+                      'without --amp'), err
+    assert 'Traceback' not in '\n'.join(err)
+
+
+@pytest.mark.parametrize('native_bf16', [True, False], ids=['bf16-cpu', 'cpu-without-bf16'])
+def test_demo_precision_choice(native_bf16, monkeypatch):
+    """run_demo.py --precision: auto = bfloat16 where the CPU has it, else float32; bf16 insists; fp32 leaves the
+    config alone. Each says what it chose."""
+    from mmswin.apis import apply_precision, load_config
+    from mmswin.engine import UnsupportedPrecisionError
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setattr(precision, 'cpu_bf16_instructions', lambda: ['AVX512-BF16'] if native_bf16 else [])
+    config = str(REPO / 'configs/demo/upernet_swin_t_demo.py')
+    cfg = load_config(config)
+    assert apply_precision(cfg, 'fp32') == 'precision: float32 (--precision fp32)'
+    assert cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper'
+    note = apply_precision(cfg, 'auto')
+    if native_bf16:
+        assert note.startswith('mixed precision: bfloat16 autocast on the CPU (AVX512-BF16)'), note
+        assert cfg.optim_wrapper.type == 'Bf16OptimWrapper'
+        assert apply_precision(load_config(config), 'bf16') == note
+    else:
+        assert note == 'precision: float32 (this CPU has no native bfloat16 instructions; --precision auto)'
+        assert cfg.optim_wrapper.get('type', 'OptimWrapper') == 'OptimWrapper'
+        with pytest.raises(UnsupportedPrecisionError, match='--precision bf16 on the CPU needs native bfloat16'):
+            apply_precision(cfg, 'bf16')
+
+
+# -------------------------------------------------------------------------------------------------- --compile
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('config', [SEG, DET], ids=['upernet', 'mask-rcnn'])
+@pytest.mark.parametrize('amp', [False, True], ids=['fp32', 'bf16'])
+def test_compile_trains(config, amp, demo_data, tmp_path):
+    if amp and (not precision.cpu_bf16_instructions() or torch.cuda.is_available()):
+        pytest.skip('--amp on the CPU needs native bfloat16')
+    flags = ['--compile'] + (['--amp'] if amp else [])
+    argv = _train_argv(config, tmp_path, demo_data, *flags, val=False)
+    argv += ['compile.backend=aot_eager']  # see the module doc
+    train_tool.main(argv)
+    log = _log_text(tmp_path)
+    parts = 'backbone, decode_head, auxiliary_head' if config == SEG else 'backbone, neck, rpn_head'
+    assert f"torch.compile with {{'backend': 'aot_eager'}}: {parts};" in log
+    assert ('mixed precision: bfloat16' in log) == amp
+    losses = [json.loads(line)['loss'] for line in
+              next(tmp_path.glob('*/vis_data/scalars.json')).read_text().splitlines() if '"loss"' in line]
+    assert len(losses) == 3 and all(np.isfinite(losses)), losses
+    assert (tmp_path / 'iter_3.pth').is_file()
+    assert torch._dynamo.utils.counters['stats']['unique_graphs'] >= 3  # one graph per part at least
+
+
+def test_compile_option_replaces_mmengines_whole_step_compile():
+    """mmengine's compile=True compiles train_step with the optimizer step, which crashes under torch 2.14
+    ('UserDefinedDictVariable' object has no attribute 'items'): --compile and a config's compile both become
+    CompileHook, with the config's torch.compile options."""
+    config = str(REPO / 'configs/upernet_swin_t_ade20k.py')
+    cfg = train_tool.setup_cfg(train_tool.parse_args([config, '--compile']))
+    assert cfg.compile is False
+    assert [h for h in cfg.custom_hooks if h['type'] == 'CompileHook'] == [dict(type='CompileHook', options={})]
+    cfg = train_tool.setup_cfg(train_tool.parse_args([config, '--cfg-options', 'compile.mode=max-autotune']))
+    assert cfg.compile is False
+    assert [h['options'] for h in cfg.custom_hooks if h['type'] == 'CompileHook'] == [dict(mode='max-autotune')]
+    cfg = train_tool.setup_cfg(train_tool.parse_args([config]))
+    assert not cfg.get('compile') and all(h['type'] != 'CompileHook' for h in cfg.custom_hooks)
+
+
+def test_compiled_and_mixed_precision_parts_keep_state_dicts_and_copy():
+    """Compiling / autocasting a part replaces its forward only: same state dict keys; a deep copy (an EMA model)
+    runs its own weights; eval mode runs eagerly; the parts of a wrapped model (DDP, TTA) are found."""
+    import copy
+
+    from mmswin.engine.precision import _CompiledForward, compile_dense_parts, dense_parts, mixed_precision
+
+    class Net(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.backbone = torch.nn.Linear(4, 4)
+            self.decode_head = torch.nn.Linear(4, 2)
+            self.loss_layer = torch.nn.Linear(2, 1)
+
+        def forward(self, x):
+            return self.loss_layer(self.decode_head(self.backbone(x)))
+
+    from torch._dynamo.testing import CompileCounter
+    counter = CompileCounter()
+    net = Net()
+    keys = list(net.state_dict())
+    assert compile_dense_parts(net, dict(backend=counter)) == ['backbone', 'decode_head']
+    assert compile_dense_parts(net, dict(backend='eager')) == []  # idempotent
+    x = torch.randn(3, 4)
+    with mixed_precision(net, 'cpu', torch.bfloat16) as names:
+        assert names == ['backbone', 'decode_head']
+        y = net(x)
+        assert y.dtype == torch.float32  # the part's bfloat16 output was handed on in float32
+        assert net.backbone(x).dtype == torch.float32
+    assert counter.frame_count == 2  # one graph per part
+    assert list(net.state_dict()) == keys
+    twin = copy.deepcopy(net)
+    with torch.no_grad():
+        twin.backbone.weight.mul_(2)
+    assert not torch.allclose(twin(x), net(x))
+    assert torch.allclose(twin.backbone(x), torch.nn.functional.linear(x, twin.backbone.weight, twin.backbone.bias))
+    net.eval()
+    frames = counter.frame_count
+    net(x)
+    assert counter.frame_count == frames  # eval mode runs eagerly
+    assert isinstance(net.backbone.__dict__['forward'].forward, _CompiledForward)  # autocast outside the graph
+    other = Net()
+    with mixed_precision(other, 'cpu', torch.bfloat16):  # autocast first, compiled later: the same nesting
+        pass
+    assert compile_dense_parts(other, dict(backend='eager')) == ['backbone', 'decode_head']
+    assert isinstance(other.backbone.__dict__['forward'].forward, _CompiledForward)
+    holder = torch.nn.Module()
+    holder.module = net
+    assert [name for name, _ in dense_parts(holder)] == ['backbone', 'decode_head']
+
+
+# ------------------------------------------------------------------------------------ test.py / infer.py --amp
+
+
+@pytest.fixture(scope='module')
+def seg_checkpoint(demo_data, tmp_path_factory) -> Path:
+    """A tiny UperNet trained 20 iterations in float32 (enough for confident, stable predictions)."""
+    work_dir = tmp_path_factory.mktemp('seg_ckpt')
+    train_tool.main(_train_argv(SEG, work_dir, demo_data, iters=20, val=False))
+    return work_dir / 'iter_20.pth'
+
+
+@needs_bf16
+def test_test_tool_amp_agrees_with_fp32(seg_checkpoint, demo_data, tmp_path):
+    config = str(REPO / 'configs/demo' / SEG)
+    options = ['--cfg-options', f'test_dataloader.dataset.data_root={demo_data["seg"]}/']
+    maps = {}
+    for name, flags in (('fp32', []), ('bf16', ['--amp'])):
+        out = tmp_path / name
+        test_tool.main([config, str(seg_checkpoint), '--work-dir', str(tmp_path / f'wd_{name}'), '--out', str(out),
+                        *flags, *options])
+        maps[name] = {p.name: np.array(Image.open(p)) for p in sorted(out.glob('*.png'))}
+    assert len(maps['fp32']) == 3 and maps['fp32'].keys() == maps['bf16'].keys()
+    agreement = np.mean([(maps['fp32'][k] == maps['bf16'][k]).mean() for k in maps['fp32']])
+    print(f'test.py --amp: {agreement:.2%} of the pixels labelled as in float32')
+    assert agreement > 0.97, agreement
+    assert 'mixed precision: bfloat16 autocast on the CPU' in _log_text(tmp_path / 'wd_bf16')
+
+
+@needs_bf16
+def test_infer_tool_amp_agrees_with_fp32(seg_checkpoint, demo_data, tmp_path):
+    config = str(REPO / 'configs/demo' / SEG)
+    images = str(demo_data['seg'] / 'images/validation')
+    records = {name: infer_tool.main([config, str(seg_checkpoint), images, '--out-dir', str(tmp_path / name),
+                                      '--device', 'cpu', *flags])
+               for name, flags in (('fp32', []), ('bf16', ['--amp']))}
+    agreement = []
+    for fp32, bf16 in zip(records['fp32'], records['bf16']):
+        a, b = np.array(Image.open(fp32['label_map'])), np.array(Image.open(bf16['label_map']))
+        assert a.shape == b.shape == (fp32['height'], fp32['width'])
+        agreement.append((a == b).mean())
+    print(f'infer.py --amp: {np.mean(agreement):.2%} of the pixels labelled as in float32')
+    assert np.mean(agreement) > 0.97, agreement
+
+
+@pytest.mark.slow
+@needs_bf16
+def test_detector_amp_predicts_float32_boxes_close_to_fp32(demo_data, tmp_path):
+    """Mask R-CNN under --amp: the RoI heads, box decoding and NMS get float32 (mmcv's CPU NMS / RoIAlign take
+    nothing else); boxes, scores and masks come back float32, the confident boxes where float32 puts them."""
+    train_tool.main(_train_argv(DET, tmp_path, demo_data, iters=20, val=False))
+    config = str(REPO / 'configs/demo' / DET)
+    images = str(demo_data['coco'] / 'val2017')
+    records = {name: infer_tool.main([config, str(tmp_path / 'iter_20.pth'), images, '--out-dir',
+                                      str(tmp_path / name), '--device', 'cpu', *flags])
+               for name, flags in (('fp32', []), ('bf16', ['--amp']))}
+    from mmdet.structures.bbox import bbox_overlaps
+    matched = total = 0
+    for fp32, bf16 in zip(records['fp32'], records['bf16']):
+        ref = [r for r in fp32['instances'] if r['score'] >= 0.3]
+        if not ref or not bf16['instances']:
+            total += len(ref)
+            continue
+        ious = bbox_overlaps(torch.tensor([r['bbox'] for r in ref]),
+                             torch.tensor([r['bbox'] for r in bf16['instances']]))
+        matched += int((ious.max(dim=1).values > 0.8).sum())
+        total += len(ref)
+    print(f'infer.py --amp: {matched} of the {total} float32 boxes scoring >= 0.3 found (IoU > 0.8)')
+    assert total > 0 and matched / total > 0.8, (matched, total)
