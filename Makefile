@@ -8,7 +8,7 @@ PYTEST_WORKERS ?= 2
 # else float32; fp32 forces float32 (make demo PRECISION=fp32); bf16 insists on bfloat16
 PRECISION ?= auto
 
-.PHONY: env test test-fast demo demo-det clean-env
+.PHONY: env test test-fast lint demo demo-det clean-env
 
 env:
 	bash tools/setup_env.sh
@@ -18,6 +18,9 @@ test: env
 
 test-fast: env
 	$(PY) -m pytest tests -q -p no:cacheprovider -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
+
+lint: env
+	$(PY) -m flake8
 
 demo: env
 	$(PY) tools/run_demo.py --task seg --precision $(PRECISION)

@@ -102,3 +102,10 @@ def test_tools_are_scripts_over_the_package():
         broken += [f'{path.relative_to(REPO)} imports the tool {m}' for m, _ in _imports(path)
                    if m.split('.')[0] in names and not m.startswith(('mmswin', 'torch', 'mmengine'))]
     assert not broken, '\n'.join(broken)
+
+
+def test_the_tree_is_lint_clean():
+    """flake8 (setup.cfg: 120 columns) over the repository, as `make lint` runs it."""
+    result = subprocess.run([sys.executable, '-m', 'flake8'], cwd=REPO, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]

@@ -91,14 +91,14 @@ def test_labelme_json_route_matches_labelme_exports(demo_data, tmp_path):
         tar.extractall(tmp_path, members=members, filter='data')
     examples = tmp_path / prefix
     labelme.convert(examples / 'semantic_segmentation/data_annotated', seg_out=tmp_path / 'ade',
-                           labels=examples / 'semantic_segmentation/labels.txt', val_equals_train=True)
+                    labels=examples / 'semantic_segmentation/labels.txt', val_equals_train=True)
     for png in sorted((demo_data['seg'] / 'annotations/training').glob('*.png')):
         ours = np.array(Image.open(tmp_path / 'ade/annotations/training' / png.name))
         theirs = np.array(Image.open(png))
         assert (ours != theirs).mean() < 1e-3, png.name  # PIL versions may differ on a few edge pixels
 
     labelme.convert(examples / 'instance_segmentation/data_annotated', coco_out=tmp_path / 'coco',
-                           labels=examples / 'instance_segmentation/labels.txt', val_equals_train=True)
+                    labels=examples / 'instance_segmentation/labels.txt', val_equals_train=True)
     ours = json.loads((tmp_path / 'coco/annotations/instances_train2017.json').read_text())
     theirs = json.loads((demo_data['coco'] / 'annotations/instances_train2017.json').read_text())
     by_file = {im['id']: im['file_name'] for im in theirs['images']}
@@ -146,7 +146,7 @@ def test_converter_shapes_groups_ignore_and_embedded_images(tmp_path):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter('always')
         classes = labelme.convert(src, seg_out=tmp_path / 'ade', coco_out=tmp_path / 'coco',
-                                         val_images=['b'])
+                                  val_images=['b'])
     assert any("skipped a 'line' shape" in str(w.message) for w in caught)
     assert classes == {'seg': ['background', 'cat', 'dog'], 'coco': ['cat', 'dog']}
 

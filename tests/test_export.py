@@ -1,4 +1,5 @@
-"""tools/deployment/export_onnx.py (command line) and mmswin.apis.export: ONNX export of both backbones and of a UperNet segmentor in predict mode with
+"""tools/deployment/export_onnx.py (command line) and mmswin.apis.export: ONNX export of both backbones and of a
+UperNet segmentor in predict mode with
 dynamic batch / height / width, checked in ONNX Runtime against PyTorch; torch.export programs of both backbones;
 the exportable minimum side; the messages for detectors, unknown backbones and too small inputs.
 

@@ -262,7 +262,8 @@ def test_distributed_kill_one_rank_then_resume_equals_uninterrupted(tmp_path):
     from test_tools import tiny_seg_config, write_ade
     write_ade(str(tmp_path), num_images=4)
     (tmp_path / 'kill_hook.py').write_text(KILL_HOOK)
-    extra = """custom_imports = dict(imports=['mmswin.models', 'mmswin.engine', 'kill_hook'], allow_failed_imports=False)
+    extra = """custom_imports = dict(imports=['mmswin.models', 'mmswin.engine', 'kill_hook'],
+                      allow_failed_imports=False)
 custom_hooks = [dict(type='NonFiniteLossHook'), dict(type='KillRankHook')]
 # different random streams per rank: restoring rank 0's state everywhere would change the result
 randomness = dict(seed=0, diff_rank_seed=True, deterministic=True)

@@ -194,7 +194,7 @@ def test_missing_image_suggests_the_file_next_to_the_json(tmp_path):
     (src / 'm.jpg').write_bytes(_encode(_noise(9), 'JPEG'))
     _new_labelme(src / 'm.json', 'C:\\Users\\x\\m.jpg', None)
     with pytest.raises(labelme.ConversionError, match=r'm\.json: image .* does not exist .*'
-                                                             r'set "imagePath": "m\.jpg"'):
+                       r'set "imagePath": "m\.jpg"'):
         _convert(src, tmp_path / 'out')
 
 

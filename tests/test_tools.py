@@ -28,7 +28,6 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 TOOLS = osp.join(REPO, 'tools')
 
 
-
 get_flops = load_tool('analysis/get_flops.py')
 benchmark_model = load_tool('analysis/benchmark_model.py')
 infer = load_tool('infer.py')
@@ -248,7 +247,8 @@ def test_resume_does_not_need_the_pretrained_file(tmp_path, monkeypatch, data_di
     assert cfg.model.backbone.init_cfg is None
     # without --resume the same config stops with the message
     args = train_tool.parse_args([osp.join(REPO, 'configs/mask_rcnn_swin_t_fpn_3x_coco.py'), '--cfg-options',
-                                  f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}'])
+                                  f'train_dataloader.dataset.data_root={root}',
+                                  f'val_dataloader.dataset.data_root={root}'])
     with pytest.raises(SystemExit, match='swin_tiny_patch4_window7_224.pth'):
         train_tool.check_inputs(train_tool.setup_cfg(args), args)
 

@@ -37,7 +37,7 @@ CONFIGS = {
 }
 DATA_DIRS = {'seg': 'demo_ade', 'det': 'demo_coco'}
 METRIC_KEYS = {'seg': ('mIoU', 'aAcc', 'mAcc'), 'det': ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP',
-                                                       'coco/segm_mAP_50')}
+                                                        'coco/segm_mAP_50')}
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -15,6 +15,7 @@ from .preflight import (PRETRAINED_SOURCES, MissingPath, check_annotation_files,
 __all__ = ['TASK_SCOPES', 'check_task_scope', 'find_resume_checkpoint', 'load_config', 'load_tool_config',
            'adapt_distributed_to_cpu', 'init_cpu_process_group', 'prepare_distributed', 'DEFAULT_SHAPES',
            'build_model', 'dummy_batch', 'dummy_inputs', 'init_model', 'PRETRAINED_SOURCES', 'MissingPath',
-           'check_annotation_files', 'drop_pretrained_init', 'find_missing_data', 'find_missing_pretrained', 'missing_data_message',
+           'check_annotation_files', 'drop_pretrained_init', 'find_missing_data', 'find_missing_pretrained',
+           'missing_data_message',
            'missing_pretrained_message', 'ConfigError', 'run_tool', 'user_error_types', 'PRECISIONS',
            'apply_precision', 'enable_amp', 'inference_dtype', 'training_device_type']

@@ -2,7 +2,8 @@
 
 A *user error* is a known mistake in what the user gave -- data, config, checkpoint -- whose message already says
 what was wrong and what to do (the classes in :func:`user_error_types`), or a library error with a known user
-cause, explained here (a label value above ``num_classes``). Anything else is a bug and keeps its traceback. ``--debug`` on the command line (or ``MMSWIN_DEBUG=1``) shows the traceback of user errors too.
+cause, explained here (a label value above ``num_classes``). Anything else is a bug and keeps its traceback.
+``--debug`` on the command line (or ``MMSWIN_DEBUG=1``) shows the traceback of user errors too.
 """
 from __future__ import annotations
 

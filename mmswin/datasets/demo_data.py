@@ -120,7 +120,7 @@ def _prepare(data_root: Path, sdist: str | Path | None, force: bool, log) -> dic
         for kind in todo:
             staged = tmp / OUTPUTS[kind]
             convert(tmp / 'src' / MEMBERS[kind], val_equals_train=True,
-                                   **{'seg_out' if kind == 'seg' else 'coco_out': staged})
+                    **{'seg_out' if kind == 'seg' else 'coco_out': staged})
             (staged / 'SOURCE.txt').write_text(SOURCE_NOTE)
             (staged / STAMP).write_text(json.dumps(STAMP_CONTENT))
             if outs[kind].exists():

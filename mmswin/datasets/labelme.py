@@ -1,6 +1,7 @@
 """Conversion of a labelme export into the ADE20K directory layout (mmseg) and / or the COCO layout (mmdet).
 
-Three kinds of input are recognised (:func:`convert` ``input_format='auto'``, the command line's ``--input-format auto``, picks by content):
+Three kinds of input are recognised (:func:`convert` ``input_format='auto'``, the command line's
+``--input-format auto``, picks by content):
 
 ``labelme``
     A folder of labelme annotation files (``*.json`` with ``shapes``), as the labelme tool writes them. The image
@@ -292,7 +293,7 @@ def instances_of(sample: LabelmeSample, classes: Sequence[str]) -> list[tuple[in
             (cx, cy), (px, py) = pts
             r = math.hypot(cx - px, cy - py)
             poly = [v for t in range(32) for v in (cx + r * math.cos(2 * math.pi * t / 32),
-                                                     cy + r * math.sin(2 * math.pi * t / 32))]
+                                                   cy + r * math.sin(2 * math.pi * t / 32))]
         elif kind == 'mask':
             poly = None  # -> RLE
         else:

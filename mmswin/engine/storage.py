@@ -167,4 +167,3 @@ class AtomicLocalBackend(LocalBackend):
                 stat = os.stat(path)
                 if (stat.st_ino, stat.st_mtime_ns) == identity:
                     super().remove(path)
-

@@ -12,7 +12,6 @@ floor sizes. Nothing here is optimised on purpose; the tests and ``tools/analysi
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = ['ShuntedReference', 'ARCHS', 'build_reference', 'randomize_']

@@ -158,8 +158,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if min(h, w) < min_side or max(h, w) > args.max_size:
             print(f'[export] note: verify size {h}x{w} is outside the exported range [{min_side}, {args.max_size}]')
 
-    summary: dict[str, Any] = dict(part=part, family=backbone_family(backbone), min_side=min_side, sample=(height, width),
-                                   rows=[])
+    summary: dict[str, Any] = dict(part=part, family=backbone_family(backbone), min_side=min_side,
+                                   sample=(height, width), rows=[])
     print(f'[export] {part} ({type(backbone).__name__}); dynamic height / width in [{min_side}, {args.max_size}] '
           f'(exportable minimum {minimum}); sample {height}x{width}')
     module: nn.Module = SegmentorPredictor(segmentor) if segmentor is not None else backbone

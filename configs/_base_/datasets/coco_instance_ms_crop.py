@@ -5,7 +5,7 @@
 _base_ = 'mmdet::_base_/datasets/coco_instance.py'
 
 ms_train_scales = [(480, 1333), (512, 1333), (544, 1333), (576, 1333), (608, 1333), (640, 1333),
-              (672, 1333), (704, 1333), (736, 1333), (768, 1333), (800, 1333)]
+                   (672, 1333), (704, 1333), (736, 1333), (768, 1333), (800, 1333)]
 
 train_pipeline = [
     dict(type='LoadImageFromFile', backend_args={{_base_.backend_args}}),
