@@ -13,6 +13,7 @@ scores near 0 on both):
 from __future__ import annotations
 
 import json
+import time
 import tarfile
 import warnings
 from pathlib import Path
@@ -196,6 +197,10 @@ def _losses(log_dir: str) -> list[float]:
 
 
 def _run_demo(task: str, config: str, work_dir: Path) -> tuple[dict, str]:
+    # mmengine names an experiment (and its Visualizer instance) by config and start time in whole seconds: a run
+    # of the same config that ended in this very second, in this worker, would lend us its visualizer, and the
+    # scalars would land in its log dir. Start in a fresh second.
+    time.sleep(1.0 - time.time() % 1.0 + 0.01)
     lines = []
     result = run_demo.run(['--task', task, '--config', str(REPO / 'configs/demo' / config), '--work-dir',
                            str(work_dir)], log=lines.append)
