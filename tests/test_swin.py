@@ -441,14 +441,15 @@ def test_checkpoint_errors(tmp_path, layouts):
 def test_registry_and_config_build(tmp_path, layouts):
     from mmdet.registry import MODELS as MMDET_MODELS
 
-    model = MODELS.build(dict(type='SwinTransformer', arch=SMALL, drop_path_rate=0.0,
+    # _scope_: a default scope another test left current in this worker (e.g. 'mmdet') must not pick mmdet's class
+    model = MODELS.build(dict(type='SwinTransformer', _scope_='mmswin', arch=SMALL, drop_path_rate=0.0,
                               init_cfg=dict(type='Pretrained', checkpoint=layouts['files']['timm'])))
     model.init_weights()
     assert isinstance(model, SwinTransformer)
     via_mmdet = MMDET_MODELS.build(dict(type='mmswin.SwinTransformer', arch='tiny'))
     assert isinstance(via_mmdet, SwinTransformer)
     with pytest.raises(ValueError, match='tiny, small, base, large'):
-        MODELS.build(dict(type='SwinTransformer', arch='huge'))
+        MODELS.build(dict(type='SwinTransformer', _scope_='mmswin', arch='huge'))
 
 
 # ---------------------------------------------------------------------------------------------------------------
