@@ -122,6 +122,9 @@ def test_config_contract(name):
     assert cfg.default_hooks.checkpoint.type == 'AtomicCheckpointHook'
     assert cfg.default_hooks.checkpoint.interval == (1 if cfg.default_scope == 'mmdet' else 16000)
     assert [h.type for h in cfg.custom_hooks] == ['NonFiniteLossHook', 'DataCheckHook']
+    # one visualizer per run: mmengine keeps one per name and process, and a fixed name sends a second run's
+    # scalars into the first run's log dir
+    assert 'name' not in cfg.visualizer, cfg.visualizer
     backbone = cfg.model.backbone
     assert backbone.type == {'swin': 'mmswin.SwinTransformer', 'shunted': 'mmswin.ShuntedTransformer'}[family]
     assert backbone.arch == ARCH[size]
