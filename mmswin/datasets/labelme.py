@@ -53,7 +53,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
 
 __all__ = ['ConversionError', 'LabelmeSample', 'voc_palette', 'read_label_file', 'load_labelme_dir',
-           'rasterize_shape', 'semantic_map', 'instances_of', 'convert', 'fix_coco_ids']
+           'rasterize_shape', 'semantic_map', 'instances_of', 'convert', 'fix_coco_ids', 'read_meta']
 
 IGNORE_LABEL = '__ignore__'
 BACKGROUND_LABEL = '_background_'
@@ -352,6 +352,34 @@ def _write_image(dst: Path, image: Image.Image, source: Path | bytes | None) -> 
 def _write_meta(out: Path, classes: Sequence[str], **extra) -> None:
     meta = {'classes': list(classes), 'palette': voc_palette(len(classes)), **extra}
     (out / 'meta.json').write_text(json.dumps(meta, indent=1) + '\n')
+
+
+def read_meta(data_root: str | Path) -> dict:
+    """``DATA_ROOT/meta.json`` as the converter writes it, for a config's ``metainfo``: ``classes`` (a tuple) and
+    ``palette`` (one RGB list per class; VOC colours when the file has none).
+
+    Raises:
+        DataCheckError: the file is missing, not JSON, or without a non-empty list of class names.
+    """
+    from mmswin.datasets.checks import DataCheckError
+    path = Path(data_root) / 'meta.json'
+    how = ('the own-data configs read the class names from the meta.json that '
+           'tools/dataset_converters/labelme2mmswin.py writes into its --seg-out / --coco-out folder; set '
+           'MMSWIN_DATA=FOLDER to that folder, or write {"classes": ["name", ...]} there yourself')
+    if not path.is_file():
+        raise DataCheckError(f'{path} not found: {how}')
+    try:
+        meta = json.loads(path.read_text(encoding='utf-8'))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataCheckError(f'{path} is not JSON ({err}): {how}') from None
+    classes = meta.get('classes') if isinstance(meta, dict) else None
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise DataCheckError(f'{path} holds no "classes" list of names: {how}')
+    palette = meta.get('palette') or voc_palette(len(classes))
+    if len(palette) != len(classes) or any(len(c) != 3 for c in palette):
+        raise DataCheckError(f'{path}: "palette" must hold one [r, g, b] per class ({len(classes)}), '
+                             f'found {len(palette)} entries; {how}')
+    return {'classes': tuple(classes), 'palette': [[int(v) for v in c] for c in palette]}
 
 
 def _check_empty(out: Path, overwrite: bool) -> None:
