@@ -81,6 +81,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+from torch import Tensor, nn
+
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), '..', '..'))
 
 
@@ -111,12 +114,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-ARGS = parse_args()
-if not ARGS.warm_cache:  # before torch._inductor reads it
-    os.environ['TORCHINDUCTOR_CACHE_DIR'] = tempfile.mkdtemp(prefix='int8_report_inductor_')
-
-import torch  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
+ARGS: argparse.Namespace  # the command line, set by main()
 
 T0 = time.perf_counter()
 
@@ -377,7 +375,11 @@ def decision(result: dict[str, Any]) -> tuple[bool | None, str]:
     return fast and small, f'{verdict}: ' + '; '.join(why)
 
 
-def main() -> int:
+def main(argv: Sequence[str] | None = None) -> int:
+    global ARGS
+    ARGS = parse_args(argv)
+    if not ARGS.warm_cache:  # before torch._inductor compiles anything
+        os.environ['TORCHINDUCTOR_CACHE_DIR'] = tempfile.mkdtemp(prefix='int8_report_inductor_')
     import torchao
     torch.set_num_threads(ARGS.threads)
     torch.manual_seed(ARGS.seed)
