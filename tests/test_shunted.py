@@ -105,14 +105,16 @@ def test_parameter_counts_match_the_paper_release():
 # contract
 # ---------------------------------------------------------------------------------------------------------------
 def test_registry_and_output_contract():
-    model = MODELS.build(dict(type='mmswin.ShuntedTransformer', arch='tiny', out_indices=(3, 1)))
+    with pytest.raises(ValueError, match='out_indices must be increasing'):  # one rule for every family
+        MODELS.build(dict(type='mmswin.ShuntedTransformer', arch='tiny', out_indices=(3, 1)))
+    model = MODELS.build(dict(type='mmswin.ShuntedTransformer', arch='tiny', out_indices=(1, 3)))
     assert isinstance(model, ShuntedTransformer)
-    assert model.out_channels == (512, 128) and model.out_strides == (32, 8)
+    assert model.out_channels == (128, 512) and model.out_strides == (8, 32)
     assert [(f['num_chs'], f['reduction'], f['module']) for f in model.feature_info] == [
         (64, 4, 'norm1'), (128, 8, 'norm2'), (256, 16, 'norm3'), (512, 32, 'norm4')]
     with torch.no_grad():
         out = model.eval()(torch.randn(1, 3, 64, 96))
-    assert [tuple(t.shape) for t in out] == [(1, 512, 2, 3), (1, 128, 8, 12)]
+    assert [tuple(t.shape) for t in out] == [(1, 128, 8, 12), (1, 512, 2, 3)]
     for t, c, s in zip(out, model.out_channels, model.out_strides):
         assert t.shape[1] == c and t.shape[2] == 64 // s
 

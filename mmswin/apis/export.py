@@ -71,14 +71,13 @@ import torch
 from torch import Tensor, nn
 
 __all__ = [
-    'ExportError', 'BACKBONES', 'build_backbone', 'load_config', 'resolve_part', 'backbone_from_config',
+    'ExportError', 'backbone_families', 'build_backbone', 'load_config', 'resolve_part', 'backbone_from_config',
     'segmentor_from_config', 'min_export_side', 'SegmentorPredictor', 'ExportableAdaptiveAvgPool2d',
     'replace_adaptive_pools', 'capture', 'export_onnx', 'export_pt2', 'default_verify_sizes', 'verify_onnx',
     'verify_pt2', 'segmentor_reference', 'format_table', 'check_side', 'backbone_family', 'reference_outputs',
     'load_backbone_weights', 'DEFAULT_MAX_SIDE', 'ONNX_SAMPLE_BATCH',
 ]
 
-BACKBONES = ('swin', 'shunted')
 DEFAULT_MAX_SIDE = 8192
 ONNX_SAMPLE_BATCH = 2  # > 1, so that the batch stays a symbol (a size-1 sample dimension is specialised)
 TWO_STAGE_KEYS = ('rpn_head', 'roi_head')
@@ -92,31 +91,38 @@ class ExportError(Exception):
 # Models
 # ----------------------------------------------------------------------------------------------------------------
 def _backbone_classes() -> dict[str, type]:
+    """Every registered mmswin backbone family: ``{family: class}`` (see ``mmswin.models.backbones.base``)."""
     import mmswin.models  # noqa: F401  (registers the backbones)
-    from mmswin.models.backbones.shunted import ShuntedTransformer
-    from mmswin.models.backbones.swin import SwinTransformer
-    return {'swin': SwinTransformer, 'shunted': ShuntedTransformer}
+    from mmswin.models.backbones.base import FAMILIES
+    return dict(FAMILIES)
+
+
+def backbone_families() -> tuple[str, ...]:
+    """The family names ``--backbone`` takes: ``('swin', 'shunted', ...)``."""
+    return tuple(_backbone_classes())
 
 
 def backbone_family(backbone: nn.Module) -> str:
-    for name, cls in _backbone_classes().items():
-        if isinstance(backbone, cls):
-            return name
-    raise ExportError(f'{type(backbone).__name__} is not an mmswin backbone: this tool exports '
-                      'mmswin.SwinTransformer and mmswin.ShuntedTransformer (and segmentors built on them)')
+    """The family name of an mmswin backbone (``'swin'``, ``'shunted'``)."""
+    from mmswin.models.backbones.base import PyramidBackbone
+    if isinstance(backbone, PyramidBackbone) and backbone.family:
+        return backbone.family
+    raise ExportError(f'{type(backbone).__name__} is not an mmswin backbone: this tool exports the mmswin backbones '
+                      f'({", ".join(f"mmswin.{c.__name__}" for c in _backbone_classes().values())}) and '
+                      'segmentors built on them')
 
 
 def build_backbone(name: str, arch: str | Mapping[str, Any] = 'tiny', **kwargs: Any) -> nn.Module:
     """An mmswin backbone by family name, in eval mode, random weights (drop-path 0).
 
     Raises:
-        ExportError: ``name`` is not ``'swin'`` or ``'shunted'``, or the arch / options are invalid.
+        ExportError: ``name`` is not a family (:func:`backbone_families`), or the arch / options are invalid.
     """
     classes = _backbone_classes()
     if name not in classes:
-        raise ExportError(f'unknown backbone {name!r}: this tool exports {" and ".join(repr(b) for b in BACKBONES)} '
-                          '(mmswin.SwinTransformer, mmswin.ShuntedTransformer); pass --backbone swin or '
-                          '--backbone shunted, or a config whose model.backbone is one of them')
+        raise ExportError(f'unknown backbone {name!r}: this tool exports the families '
+                          f'{", ".join(f"{f!r} (mmswin.{c.__name__})" for f, c in classes.items())}; pass one of '
+                          'them to --backbone, or a config whose model.backbone is one of them')
     kwargs.setdefault('drop_path_rate', 0.0)
     try:
         return classes[name](arch=arch, **kwargs).eval()
@@ -188,10 +194,10 @@ def backbone_from_config(cfg: Any, checkpoint: str | None = None) -> nn.Module:
     bcfg['init_cfg'] = None
     bcfg['drop_path_rate'] = 0.0
     btype = str(bcfg.get('type', '?'))
-    if btype.split('.')[-1] not in ('SwinTransformer', 'ShuntedTransformer') or \
-            (btype.startswith(('mmdet.', 'mmseg.', 'mmpretrain.')) or '.' not in btype):
+    ours = {f'mmswin.{cls.__name__}' for cls in _backbone_classes().values()}
+    if btype not in ours:
         raise ExportError(f'unknown backbone type {btype!r} in the config: this tool exports '
-                          "'mmswin.SwinTransformer' and 'mmswin.ShuntedTransformer' (an unscoped "
+                          f'{", ".join(repr(t) for t in sorted(ours))} (an unscoped '
                           "'SwinTransformer' is mmdet's / mmseg's own class)")
     init_default_scope(cfg.get('default_scope', 'mmseg'))
     try:
@@ -245,61 +251,21 @@ def segmentor_from_config(cfg: Any, checkpoint: str | None = None) -> nn.Module:
 # ----------------------------------------------------------------------------------------------------------------
 # The exportable minimum
 # ----------------------------------------------------------------------------------------------------------------
-def _conv_out(size: int, conv: nn.Conv2d) -> int:
-    k, s, p, d = conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0]
-    return (size + 2 * p - d * (k - 1) - 1) // s + 1
-
-
-def _swin_ok(side: int, backbone: nn.Module) -> bool:
-    size = -(-side // backbone.patch_size)
-    for _ in range(backbone.out_indices[-1] + 1):  # the stages computed
-        if size <= backbone.window_size:  # one window along this side
-            return False
-        size = -(-size // 2)
-    return True
-
-
-def _shunted_ok(side: int, backbone: nn.Module) -> bool:
-    size = side
-    for layer in backbone.patch_embed1.conv:
-        if isinstance(layer, nn.Conv2d):
-            size = _conv_out(size, layer)
-    for i in range(max(backbone.out_indices) + 1):
-        if i > 0:
-            size = _conv_out(size, getattr(backbone, f'patch_embed{i + 1}').proj)
-        sizes = [size]
-        for block in getattr(backbone, f'block{i + 1}'):
-            if block.attn.sr_ratio > 1:
-                sizes += [_conv_out(size, block.attn.sr1), _conv_out(size, block.attn.sr2)]
-        if min(sizes) < 2:  # a one-token side
-            return False
-    return True
-
-
-def min_export_side(backbone: nn.Module, limit: int = 1 << 15) -> int:
+def min_export_side(backbone: nn.Module) -> int:
     """The smallest input side for which no map of ``backbone`` has a size-1 side (which torch would specialise):
-    225 for Swin with patch 4, window 7 and four stages; 63 for Shunted with the paper's sr ratios."""
-    family = backbone_family(backbone)
-    ok = _swin_ok if family == 'swin' else _shunted_ok
-    for side in range(1, limit):
-        if ok(side, backbone):
-            return side
-    raise ExportError(f'no input side below {limit} keeps every map of this {family} backbone above one '
-                      'window / token')
-
-
-def _why_minimum(backbone: nn.Module) -> str:
-    if backbone_family(backbone) == 'swin':
-        return (f'every Swin stage computed must hold at least two {backbone.window_size}x{backbone.window_size} '
-                f'windows along each side (patch {backbone.patch_size}, {backbone.out_indices[-1] + 1} stages)')
-    return 'every Shunted attention must keep at least two tokens along each side after its token aggregation'
+    the backbone's own ``min_export_side()`` (225 for Swin-T, 63 for Shunted with the paper's sr ratios)."""
+    backbone_family(backbone)
+    try:
+        return backbone.min_export_side()
+    except ValueError as exc:
+        raise ExportError(str(exc)) from exc
 
 
 def check_side(side: int, minimum: int, backbone: nn.Module, what: str) -> None:
     """Raise :class:`ExportError` if ``side`` is below the exportable ``minimum``."""
     if side < minimum:
         raise ExportError(
-            f'{what} {side} is below the exportable minimum {minimum} px of this backbone: {_why_minimum(backbone)}. '
+            f'{what} {side} is below the exportable minimum {minimum} px of this backbone: {backbone.export_rule}. '
             'A side of one window / token is a size-1 dimension, which torch specialises, so the exported graph '
             f'would accept only that size. Use sides >= {minimum} (e.g. --shape {max(minimum, 256)} '
             f'{max(minimum, 256) + 64}).')

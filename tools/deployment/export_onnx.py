@@ -31,8 +31,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmswin.apis.export import (BACKBONES, DEFAULT_MAX_SIDE, ONNX_SAMPLE_BATCH, ExportError, SegmentorPredictor,
-                                backbone_family, backbone_from_config, build_backbone, check_side,
+from mmswin.apis.export import (DEFAULT_MAX_SIDE, ONNX_SAMPLE_BATCH, ExportError, SegmentorPredictor,
+                                backbone_families, backbone_family, backbone_from_config, build_backbone, check_side,
                                 default_verify_sizes, export_onnx, export_pt2, format_table, load_backbone_weights,
                                 load_config, min_export_side, reference_outputs, replace_adaptive_pools, resolve_part,
                                 segmentor_from_config, verify_onnx, verify_pt2)
@@ -72,7 +72,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                     'optionally also as a torch.export .pt2 program, and check them against PyTorch.')
     parser.add_argument('config', nargs='?', help='an mmswin config (its model.backbone, or the whole segmentor)')
     parser.add_argument('--backbone', help=f'export a backbone by family name instead of a config: '
-                                           f'{", ".join(BACKBONES)}')
+                                           f'{", ".join(backbone_families())}')
     parser.add_argument('--arch', type=_parse_arch, default='tiny',
                         help="with --backbone: a preset name (tiny, small, base, ...) or a dict literal, e.g. "
                              "\"dict(embed_dims=16, depths=(2,2,2,2), num_heads=(1,2,2,4))\" (default: tiny)")

@@ -1,24 +1,36 @@
-"""What both backbone families share: the output contract, frozen stages, pretrained loading and compiling.
+"""The contract every backbone family implements, and what the families share.
 
-A family subclasses :class:`PyramidBackbone`, sets the contract attributes in ``__init__`` and implements three
-small methods; ``init_weights``, ``train`` and ``compile=True`` then behave the same in both families:
+A family (one file: ``swin.py``, ``shunted.py``) subclasses :class:`PyramidBackbone` with a class attribute
+``family`` (its short name; the class is then listed in :data:`FAMILIES`, which tools and tests iterate), checks
+its arguments with :func:`check_pyramid_arguments`, sets the attributes below in ``__init__``, ends it with
+``self._finish_init(compile)``, and implements:
 
 * ``_frozen_modules()`` -- the modules ``frozen_stages`` freezes (kept in eval mode, no gradient);
 * ``_init_default_weights()`` -- the family's random initialisation;
-* ``convert_checkpoint(state_dict)`` -- detect the layout of a backbone state dict and convert it (pure).
+* ``convert_checkpoint(state_dict)`` -- detect the layout of a backbone state dict and convert it (pure);
+* ``describe_arch()`` -- the model's arch in words, for messages;
+* ``exportable_side(side)`` and ``export_rule`` -- whether a square input of that side keeps every computed map
+  above one token per side (``torch.export`` specialises size-1 dimensions), and why;
+* ``min_input_size`` (class attribute) -- the smallest input side the forward accepts.
+
+``init_weights``, ``train``, ``load_pretrained``, ``min_export_side`` and ``compile=True`` then behave the same in
+every family. Deprecated argument names go through :func:`pop_renamed_arguments`.
 """
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar
 
 from mmengine.model import BaseModule
 from torch import Tensor, nn
 
 from mmswin.models.pretrained import load_pretrained, split_init_cfg
 
-__all__ = ['PyramidBackbone', 'compile_in_place', 'pop_renamed_arguments']
+__all__ = ['FAMILIES', 'PyramidBackbone', 'check_pyramid_arguments', 'compile_in_place', 'drop_path_rates',
+           'pop_renamed_arguments']
+
+FAMILIES: dict[str, type[PyramidBackbone]] = {}  # family name -> class, filled by PyramidBackbone subclasses
 
 
 def compile_in_place(module: nn.Module, compile: bool | Mapping[str, Any]) -> None:
@@ -41,37 +53,90 @@ def compile_in_place(module: nn.Module, compile: bool | Mapping[str, Any]) -> No
     module.compile(**dict(compile))
 
 
-def pop_renamed_arguments(owner: str, kwargs: dict[str, Any], renames: Mapping[str, str]) -> dict[str, Any]:
-    """Take old argument names out of ``kwargs``, warning once per name, and return them under their new names.
+def pop_renamed_arguments(owner: str, kwargs: dict[str, Any], renames: Mapping[str, str],
+                          hint: str = '') -> dict[str, Any]:
+    """Take deprecated argument names out of ``kwargs`` with one warning, and return them under their new names.
+
+    Args:
+        owner: the class name, for messages.
+        kwargs: the ``**kwargs`` of ``__init__``: every key must be a deprecated name.
+        renames: deprecated name -> current name (or a description of what replaces it).
+        hint: appended to the warning (e.g. how to write the new form).
 
     Raises:
-        TypeError: a name in ``kwargs`` is neither an old nor a current argument (as Python would).
+        TypeError: a name in ``kwargs`` is neither a deprecated nor a current argument (as Python would).
     """
     unknown = sorted(set(kwargs) - set(renames))
     if unknown:
         raise TypeError(f'{owner} got unexpected keyword arguments {unknown}')
-    new = {}
-    for old, value in kwargs.items():
-        warnings.warn(f'{owner}: the argument {old!r} is deprecated; use {renames[old]!r}', DeprecationWarning,
+    if kwargs:
+        pairs = ', '.join(f'{old!r} -> {renames[old]!r}' for old in sorted(kwargs))
+        warnings.warn(f'{owner}: deprecated arguments ({pairs}){"; " + hint if hint else ""}', DeprecationWarning,
                       stacklevel=3)
-        new[renames[old]] = value
-    return new
+    return {renames[old]: value for old, value in kwargs.items()}
+
+
+def check_pyramid_arguments(owner: str, num_stages: int, out_indices: Sequence[int] | int, frozen_stages: int,
+                            frozen_meaning: str, **rates: float) -> tuple[int, ...]:
+    """The one check of the arguments every family takes; returns ``out_indices`` as a tuple.
+
+    ``out_indices``: distinct stage indices in ``0 .. num_stages - 1``, increasing (the outputs come in stage
+    order); ``frozen_stages``: an int in ``-1 .. num_stages`` (``frozen_meaning`` explains the values); every
+    ``rates`` entry (``drop_path_rate=...``) in ``[0, 1)``.
+
+    Raises:
+        ValueError: naming the argument, the rule and the value given.
+    """
+    indices = tuple(out_indices) if isinstance(out_indices, Sequence) else (out_indices,)
+    if (not indices or any(not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < num_stages
+                           for i in indices) or list(indices) != sorted(set(indices))):
+        raise ValueError(f'{owner}: out_indices must be increasing, distinct stage indices in 0..{num_stages - 1}, '
+                         f'got {out_indices!r}')
+    if not isinstance(frozen_stages, int) or isinstance(frozen_stages, bool) or \
+            not -1 <= frozen_stages <= num_stages:
+        raise ValueError(f'{owner}: frozen_stages must be an int in -1..{num_stages} ({frozen_meaning}), '
+                         f'got {frozen_stages!r}')
+    for name, rate in rates.items():
+        if not isinstance(rate, (int, float)) or not 0.0 <= rate < 1.0:
+            raise ValueError(f'{owner}: {name} must be in [0, 1), got {rate!r}')
+    return indices
+
+
+def drop_path_rates(rate: float, depths: Sequence[int]) -> list[list[float]]:
+    """Stochastic depth rising linearly from 0 at the first block to ``rate`` at the last, split per stage."""
+    total = sum(depths)
+    flat = [rate * j / max(total - 1, 1) for j in range(total)]
+    starts = [sum(depths[:i]) for i in range(len(depths))]
+    return [flat[start:start + depth] for start, depth in zip(starts, depths)]
 
 
 class PyramidBackbone(BaseModule):
-    """Base of the mmswin backbones: a tuple of NCHW maps for ``out_indices`` (see the subclasses).
+    """Base of the mmswin backbones: ``(B, C, H, W)`` images -> a tuple of NCHW maps for ``out_indices``.
 
     Attributes (set by the subclass):
-        out_indices: the returned levels.
+        family: the family's short name (class attribute): ``'swin'``, ``'shunted'``.
+        min_input_size: the smallest input side ``forward`` accepts (class attribute; 1: any).
+        num_stages: the number of stages (levels).
+        out_indices: the returned levels, increasing.
         out_channels: channels of each output, aligned with the returned tuple.
         out_strides: stride of each output w.r.t. the input, aligned with the returned tuple.
         feature_info: timm-style ``dict(num_chs, reduction, module)`` for every level (returned or not).
+        frozen_stages: see the family's docstring; ``num_stages`` freezes every parameter.
     """
 
+    family: ClassVar[str] = ''
+    min_input_size: ClassVar[int] = 1
+    num_stages: int
     out_indices: tuple[int, ...]
     out_channels: tuple[int, ...]
     out_strides: tuple[int, ...]
     feature_info: list[dict[str, Any]]
+    frozen_stages: int
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.__dict__.get('family'):
+            FAMILIES[cls.family] = cls
 
     def __init__(self, init_cfg: dict | list | None = None) -> None:
         split_init_cfg(init_cfg)  # a malformed Pretrained entry fails at construction, not after the build
@@ -91,6 +156,19 @@ class PyramidBackbone(BaseModule):
             The converted state dict, the detected layout's name and the glob patterns of model keys the layout
             is documented not to carry.
         """
+        raise NotImplementedError
+
+    def describe_arch(self) -> str:
+        """This model's arch in words, e.g. ``"arch 'tiny' (embed_dims 96, depths (2, 2, 6, 2), ...)"``."""
+        raise NotImplementedError
+
+    def exportable_side(self, side: int) -> bool:
+        """Whether a ``side x side`` input keeps every map this model computes above one token per side."""
+        raise NotImplementedError
+
+    @property
+    def export_rule(self) -> str:
+        """Why small inputs cannot be exported with dynamic sizes, in this family's terms."""
         raise NotImplementedError
 
     # -- shared behaviour -----------------------------------------------------------------------------------------
@@ -116,6 +194,19 @@ class PyramidBackbone(BaseModule):
         for module in self._frozen_modules():
             module.eval()
         return self
+
+    def min_export_side(self, limit: int = 1 << 15) -> int:
+        """The smallest square side for which no computed map has a size-1 side (``torch.export`` would specialise
+        it): 225 for Swin-T (patch 4, window 7, four stages), 63 for Shunted with the paper's sr ratios.
+
+        Raises:
+            ValueError: no side below ``limit`` qualifies.
+        """
+        for side in range(max(self.min_input_size, 1), limit):
+            if self.exportable_side(side):
+                return side
+        raise ValueError(f'no input side below {limit} keeps every map of this {self.family} backbone above one '
+                         'token per side')
 
     def load_pretrained(self, checkpoint: str | Mapping[str, Tensor], *, strict: bool = True,
                         prefix: str = 'backbone.', map_location: Any = 'cpu') -> None:

@@ -26,7 +26,8 @@ from timm.layers import DropPath
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from mmswin.models.backbones.base import PyramidBackbone, pop_renamed_arguments
+from mmswin.models.backbones.base import (PyramidBackbone, check_pyramid_arguments, drop_path_rates,
+                                          pop_renamed_arguments)
 from mmswin.models.pretrained import CheckpointMismatchError
 from mmswin.registry import MODELS
 
@@ -316,7 +317,7 @@ class ShuntedTransformer(PyramidBackbone):
             with ``depths`` and ``num_conv`` (extra stem convs) and optionally ``embed_dims``, ``num_heads``,
             ``mlp_ratios``, ``sr_ratios`` (default the paper's). Default: ``'tiny'``.
         in_channels: image channels. Default: 3.
-        out_indices: levels to return, in this order. Default: ``(0, 1, 2, 3)``.
+        out_indices: levels to return, increasing. Default: ``(0, 1, 2, 3)``.
         qkv_bias: bias of the ``q`` / ``kv`` linears. Default: True.
         drop_rate: dropout after attention projections and in the MLPs. Default: 0.
         attn_drop_rate: dropout on attention probabilities. Default: 0.
@@ -339,6 +340,9 @@ class ShuntedTransformer(PyramidBackbone):
         in_chans: the official code's name of ``in_channels`` (deprecated).
     """
 
+    family = 'shunted'
+    min_input_size = MIN_INPUT_SIZE
+
     def __init__(self, arch: str | dict = 'tiny', in_channels: int = 3,
                  out_indices: Sequence[int] = (0, 1, 2, 3), qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1, norm_cfg: dict | None = None,
@@ -352,35 +356,24 @@ class ShuntedTransformer(PyramidBackbone):
         self.depths: tuple[int, ...] = settings['depths']
         self.embed_dims: tuple[int, ...] = settings['embed_dims']
         self.num_conv: int = settings['num_conv']
-        if not isinstance(out_indices, Sequence) or not out_indices or \
-                any(not isinstance(i, int) or not 0 <= i < 4 for i in out_indices) or \
-                len(set(out_indices)) != len(out_indices):
-            raise ValueError(f'out_indices must be a non-empty sequence of distinct levels in 0..3, '
-                             f'got {out_indices!r}')
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= 4:
-            raise ValueError(f'frozen_stages must be an int in -1..4 (-1 nothing, 0 the stem, k stages 1..k), got '
-                             f'{frozen_stages!r}')
-        for name, rate in (('drop_rate', drop_rate), ('attn_drop_rate', attn_drop_rate),
-                           ('drop_path_rate', drop_path_rate)):
-            if not 0.0 <= rate < 1.0:
-                raise ValueError(f'{name} must be in [0, 1), got {rate!r}')
-        self.out_indices = tuple(out_indices)
+        self.num_stages = 4
+        self.out_indices = check_pyramid_arguments(
+            'ShuntedTransformer', self.num_stages, out_indices, frozen_stages,
+            '-1 nothing, 0 the stem, k stages 1..k', drop_rate=drop_rate, attn_drop_rate=attn_drop_rate,
+            drop_path_rate=drop_path_rate)
         self.frozen_stages = frozen_stages
         self.norm_eval = norm_eval
         self.with_cp = with_cp
 
-        total = sum(self.depths)
-        dpr = [drop_path_rate * j / max(total - 1, 1) for j in range(total)]  # linear in 0..drop_path_rate
-        cur = 0
+        rates = drop_path_rates(drop_path_rate, self.depths)
         for i in range(4):
             dim = self.embed_dims[i]
             embed = ShuntedStem(self.num_conv, in_channels, dim, norm_cfg) if i == 0 else \
                 OverlapPatchEmbed(self.embed_dims[i - 1], dim)
             blocks = nn.ModuleList(
                 ShuntedBlock(dim, settings['num_heads'][i], settings['mlp_ratios'][i], settings['sr_ratios'][i],
-                             qkv_bias, drop_rate, attn_drop_rate, dpr[cur + j])
+                             qkv_bias, drop_rate, attn_drop_rate, rates[i][j])
                 for j in range(self.depths[i]))
-            cur += self.depths[i]
             self.add_module(f'patch_embed{i + 1}', embed)
             self.add_module(f'block{i + 1}', blocks)
             self.add_module(f'norm{i + 1}', nn.LayerNorm(dim, eps=1e-6))
@@ -428,12 +421,36 @@ class ShuntedTransformer(PyramidBackbone):
             layout += f' -- the model is {_describe_arch(own)}'
         return state, layout, ['patch_embed1.conv.*.num_batches_tracked']
 
+    # -- contract -----------------------------------------------------------------------------------------------
+    def describe_arch(self) -> str:
+        return _describe_arch(dict(depths=self.depths, num_conv=self.num_conv))
+
+    def exportable_side(self, side: int) -> bool:
+        size = side
+        for layer in self.patch_embed1.conv:
+            if isinstance(layer, nn.Conv2d):
+                size = _conv_out(size, layer)
+        for i in range(max(self.out_indices) + 1):
+            if i > 0:
+                size = _conv_out(size, getattr(self, f'patch_embed{i + 1}').proj)
+            sizes = [size]
+            for block in getattr(self, f'block{i + 1}'):
+                if block.attn.sr_ratio > 1:
+                    sizes += [_conv_out(size, block.attn.sr1), _conv_out(size, block.attn.sr2)]
+            if min(sizes) < 2:  # a one-token side
+                return False
+        return True
+
+    @property
+    def export_rule(self) -> str:
+        return 'every Shunted attention must keep at least two tokens along each side after its token aggregation'
+
     # -- forward ------------------------------------------------------------------------------------------------
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         """``(N, C_in, H, W)`` with ``H, W >= 32`` -> the maps of ``out_indices``, each ``(N, C_i, H_i, W_i)``."""
-        if x.ndim != 4 or x.shape[-2] < MIN_INPUT_SIZE or x.shape[-1] < MIN_INPUT_SIZE:
-            raise ValueError(f'ShuntedTransformer takes (N, C, H, W) images of at least {MIN_INPUT_SIZE}x'
-                             f'{MIN_INPUT_SIZE} pixels (its stage-1 aggregation reduces by 32), got shape '
+        if x.ndim != 4 or x.shape[-2] < self.min_input_size or x.shape[-1] < self.min_input_size:
+            raise ValueError(f'ShuntedTransformer takes (N, C, H, W) images of at least {self.min_input_size}x'
+                             f'{self.min_input_size} pixels (its stage-1 aggregation reduces by 32), got shape '
                              f'{tuple(x.shape)}')
         B = x.shape[0]
         outs: dict[int, Tensor] = {}
@@ -501,6 +518,12 @@ def infer_shunted_arch(state_dict: Mapping[str, Tensor]) -> dict[str, Any]:
                          if k.startswith('patch_embed1.conv.') and k.endswith('.weight') and v.ndim == 4
                          and v.shape[-1] == 3)
     return dict(depths=tuple(depths), num_conv=num_bn - 1)
+
+
+def _conv_out(size: int, conv: nn.Conv2d) -> int:
+    """The output side of ``conv`` for an input side ``size``."""
+    k, s, p, d = conv.kernel_size[0], conv.stride[0], conv.padding[0], conv.dilation[0]
+    return (size + 2 * p - d * (k - 1) - 1) // s + 1
 
 
 def _describe_arch(arch: Mapping[str, Any]) -> str:

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -44,7 +43,8 @@ import torch.utils.checkpoint as cp
 from timm.layers import DropPath, trunc_normal_
 from torch import Tensor, nn
 
-from mmswin.models.backbones.base import PyramidBackbone
+from mmswin.models.backbones.base import (PyramidBackbone, check_pyramid_arguments, drop_path_rates,
+                                          pop_renamed_arguments)
 from mmswin.models.pretrained import CheckpointMismatchError
 from mmswin.registry import MODELS
 
@@ -479,13 +479,13 @@ class SwinStage(nn.Module):
     """The blocks of one resolution (every second one shifted), then the optional patch merging."""
 
     def __init__(self, embed_dims: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float,
-                 qkv_bias: bool, drop_rate: float, attn_drop_rate: float, drop_path_rates: Sequence[float],
+                 qkv_bias: bool, drop_rate: float, attn_drop_rate: float, path_rates: Sequence[float],
                  downsample: bool, patch_norm: bool, with_cp: bool) -> None:
         super().__init__()
         self.window_size = window_size
         self.blocks = nn.ModuleList(
             SwinBlock(embed_dims, num_heads, window_size, mlp_ratio, i % 2 == 1, qkv_bias, drop_rate, attn_drop_rate,
-                      drop_path_rates[i], with_cp) for i in range(depth))
+                      path_rates[i], with_cp) for i in range(depth))
         self.downsample = PatchMerging(embed_dims, 2 * embed_dims, patch_norm) if downsample else None
 
     def forward(self, x: Tensor, hw: tuple[int, int]) -> Tensor:
@@ -619,6 +619,8 @@ class SwinTransformer(PyramidBackbone):
         num_features: channels of every stage.
     """
 
+    family = 'swin'
+
     def __init__(self, arch: str | Mapping[str, Any] = 'tiny', pretrain_img_size: int | Sequence[int] = 224,
                  in_channels: int = 3, patch_size: int = 4, window_size: int = 7, mlp_ratio: float = 4.0,
                  qkv_bias: bool = True, patch_norm: bool = True, drop_rate: float = 0.0,
@@ -635,18 +637,10 @@ class SwinTransformer(PyramidBackbone):
                 raise ValueError(f'{name} must be a positive int, got {value!r}')
         if not mlp_ratio > 0:
             raise ValueError(f'mlp_ratio must be positive, got {mlp_ratio!r}')
-        for name, value in (('drop_rate', drop_rate), ('attn_drop_rate', attn_drop_rate),
-                            ('drop_path_rate', drop_path_rate)):
-            if not 0.0 <= value < 1.0:
-                raise ValueError(f'{name} must be in [0, 1), got {value!r}')
-        out_indices = tuple(out_indices) if isinstance(out_indices, Sequence) else (out_indices,)
-        if (not out_indices or any(not isinstance(i, int) or not 0 <= i < num_stages for i in out_indices)
-                or list(out_indices) != sorted(set(out_indices))):
-            raise ValueError(f'out_indices must be increasing, unique stage indices in 0..{num_stages - 1}, '
-                             f'got {out_indices!r}')
-        if not isinstance(frozen_stages, int) or not -1 <= frozen_stages <= num_stages:
-            raise ValueError(f'frozen_stages must be an int in -1..{num_stages} (-1: nothing, 0: patch embedding, '
-                             f'k: also stages 0..k-1), got {frozen_stages!r}')
+        out_indices = check_pyramid_arguments(
+            'SwinTransformer', num_stages, out_indices, frozen_stages,
+            '-1: nothing, 0: patch embedding, k: also stages 0..k-1', drop_rate=drop_rate,
+            attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate)
         super().__init__(init_cfg=init_cfg)
 
         self.arch = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads)
@@ -666,14 +660,13 @@ class SwinTransformer(PyramidBackbone):
                 torch.zeros(1, self.pretrain_grid[0] * self.pretrain_grid[1], embed_dims))
         self.drop_after_pos = nn.Dropout(drop_rate) if drop_rate > 0 else nn.Identity()
 
-        rates = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
+        rates = drop_path_rates(drop_path_rate, depths)
         self.num_features = tuple(embed_dims * 2 ** i for i in range(num_stages))
         self.stages = nn.ModuleList()
         for i in range(num_stages):
-            start = sum(depths[:i])
             self.stages.append(SwinStage(
                 self.num_features[i], depths[i], num_heads[i], window_size, mlp_ratio, qkv_bias, drop_rate,
-                attn_drop_rate, rates[start:start + depths[i]], i < num_stages - 1, patch_norm, with_cp))
+                attn_drop_rate, rates[i], i < num_stages - 1, patch_norm, with_cp))
         for i in out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
 
@@ -748,6 +741,23 @@ class SwinTransformer(PyramidBackbone):
         description = f'{layout} layout, {found}' + ('' if found == own else f' -- the model is {own}')
         return state, description, allowed
 
+    # -- contract -------------------------------------------------------------------------------------------------
+    def describe_arch(self) -> str:
+        return describe_swin_state_dict(self.state_dict())
+
+    def exportable_side(self, side: int) -> bool:
+        size = -(-side // self.patch_size)
+        for _ in range(self.out_indices[-1] + 1):  # the stages computed
+            if size <= self.window_size:  # one window along this side
+                return False
+            size = -(-size // 2)
+        return True
+
+    @property
+    def export_rule(self) -> str:
+        return (f'every Swin stage computed must hold at least two {self.window_size}x{self.window_size} windows '
+                f'along each side (patch {self.patch_size}, {self.out_indices[-1] + 1} stages)')
+
     # -- forward --------------------------------------------------------------------------------------------------
     def _abs_pos_embed(self, hw: tuple[int, int]) -> Tensor:
         if hw == self.pretrain_grid:
@@ -774,6 +784,10 @@ class SwinTransformer(PyramidBackbone):
 
 
 _MMDET_DEFAULTS = dict(qk_scale=None, act_cfg=dict(type='GELU'), norm_cfg=dict(type='LN'))
+_MMDET_RENAMES = dict(embed_dims="arch['embed_dims']", depths="arch['depths']", num_heads="arch['num_heads']",
+                      pretrained="init_cfg=dict(type='Pretrained', checkpoint=...)", convert_weights='(not needed)',
+                      strides='patch_size (default strides only)', qk_scale='(default only)',
+                      act_cfg='(GELU only)', norm_cfg='(LN only)')
 
 
 def _from_mmdet_arguments(kwargs: dict[str, Any], arch: str | Mapping[str, Any], init_cfg: Any,
@@ -786,15 +800,11 @@ def _from_mmdet_arguments(kwargs: dict[str, Any], arch: str | Mapping[str, Any],
     """
     if not kwargs:
         return arch, init_cfg
-    names = ('embed_dims', 'depths', 'num_heads', 'pretrained', 'convert_weights', 'strides', *_MMDET_DEFAULTS)
-    unknown = sorted(set(kwargs) - set(names))
-    if unknown:
-        raise TypeError(f'SwinTransformer got unexpected keyword arguments {unknown}')
     legacy = dict(kwargs)
-    warnings.warn(f'SwinTransformer: the mmdet / mmseg arguments {sorted(legacy)} are deprecated here; write '
-                  "arch=dict(embed_dims=..., depths=..., num_heads=...) and init_cfg=dict(type='Pretrained', "
-                  'checkpoint=...) (weights of every layout are converted without convert_weights)',
-                  DeprecationWarning, stacklevel=3)
+    pop_renamed_arguments('SwinTransformer', dict(kwargs), _MMDET_RENAMES,
+                          hint="mmdet's / mmseg's Swin arguments map to arch=dict(embed_dims=..., depths=..., "
+                               "num_heads=...) and init_cfg=dict(type='Pretrained', checkpoint=...); weights of "
+                               'every layout are converted without convert_weights')
     arch_keys = {'embed_dims', 'depths', 'num_heads'} & set(legacy)
     if arch_keys:
         base = dict(SWIN_ARCHS[arch.lower()]) if isinstance(arch, str) and arch.lower() in SWIN_ARCHS else dict(arch)
