@@ -19,7 +19,9 @@ pytest.importorskip('mmseg')
 
 from mmengine.config import Config  # noqa: E402
 
+from mmswin.datasets.checks import DataCheckError  # noqa: E402
 from mmswin.engine import setup_runtime  # noqa: E402
+from mmswin.utils.checkpoint_io import CheckpointNotFoundError  # noqa: E402
 from tool_loader import load_tool  # noqa: E402
 
 setup_runtime()
@@ -201,7 +203,7 @@ def test_train_missing_coco_message(tmp_path):
 
 def test_train_missing_ade_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(DataCheckError) as err:
         train_tool.main([osp.join(REPO, 'configs/upernet_swin_t_ade20k.py')])
     msg = str(err.value)
     assert 'data/ade/ADEChallengeData2016' in msg and 'ADEChallengeData2016.zip' in msg
@@ -212,7 +214,7 @@ def test_test_missing_data_message(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     ckpt = tmp_path / 'model.pth'
     torch.save({'state_dict': {}}, ckpt)
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(DataCheckError) as err:
         test_tool.main([osp.join(REPO, 'configs/mask_rcnn_shunted_t_fpn_1x_coco.py'), str(ckpt)])
     missing_part = str(err.value).split('Expected layout')[0]
     assert 'data/coco/   (test_dataloader.dataset.data_root)' in missing_part
@@ -222,7 +224,7 @@ def test_test_missing_data_message(tmp_path, monkeypatch):
 def test_train_missing_pretrained_message(tmp_path, monkeypatch, data_dir):
     monkeypatch.chdir(tmp_path)
     root = osp.join(data_dir, 'coco') + '/'
-    with pytest.raises(SystemExit) as err:
+    with pytest.raises(CheckpointNotFoundError) as err:
         train_tool.main([osp.join(REPO, 'configs/mask_rcnn_swin_s_fpn_1x_coco.py'), '--cfg-options',
                          f'train_dataloader.dataset.data_root={root}', f'val_dataloader.dataset.data_root={root}'])
     msg = str(err.value)
@@ -249,7 +251,7 @@ def test_resume_does_not_need_the_pretrained_file(tmp_path, monkeypatch, data_di
     args = train_tool.parse_args([osp.join(REPO, 'configs/mask_rcnn_swin_t_fpn_3x_coco.py'), '--cfg-options',
                                   f'train_dataloader.dataset.data_root={root}',
                                   f'val_dataloader.dataset.data_root={root}'])
-    with pytest.raises(SystemExit, match='swin_tiny_patch4_window7_224.pth'):
+    with pytest.raises(CheckpointNotFoundError, match='swin_tiny_patch4_window7_224.pth'):
         train_tool.check_inputs(train_tool.setup_cfg(args), args)
 
 

@@ -21,6 +21,7 @@ from PIL import Image
 from mmswin.apis import check_annotation_files, run_tool
 from mmswin.datasets import DataCheckError, check_dataset
 from test_tools import TOOLS, tiny_det_config, tiny_seg_config, train_tool, write_ade, write_coco
+from tool_loader import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -162,3 +163,75 @@ def test_debug_shows_the_traceback(tmp_path):
                            '--cfg-options', 'train_cfg.max_iter=10'],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 1 and 'Traceback' not in proc.stderr and 'did you mean' in proc.stderr
+
+
+# ------------------------------------------------------------------------ the everyday mistakes, every tool
+
+infer_tool = load_tool('infer.py')
+test_tool = load_tool('test.py')
+
+
+def test_config_path_typo_names_the_close_configs(tmp_path):
+    """The real command, a typo in the config name: one message and the configs meant, exit 1."""
+    proc = subprocess.run([sys.executable, osp.join(TOOLS, 'train.py'), str(REPO / 'configs/upernet_swin_t_ade2k.py')],
+                          cwd=str(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and 'Traceback' not in proc.stderr, proc.stderr[-2000:]
+    assert 'config file not found: ' in proc.stderr and 'did you mean' in proc.stderr
+    assert 'configs/upernet_swin_t_ade20k.py' in proc.stderr
+
+
+@pytest.fixture(scope='module')
+def seg_config(tmp_path_factory) -> str:
+    root = tmp_path_factory.mktemp('seg')
+    return tiny_seg_config(str(root / 'seg.py'), write_ade(str(root)))
+
+
+def _bad_checkpoints(folder: Path) -> dict[str, Path]:
+    from mmswin.models.backbones.swin import SwinTransformer
+    whole = folder / 'whole.pth'
+    torch.save({'state_dict': {'backbone.patch_embed.projection.weight': torch.zeros(2)}}, whole)
+    files = {'truncated': folder / 'half.pth', 'random': folder / 'random.pth', 'backbone': folder / 'backbone.pth'}
+    files['truncated'].write_bytes(whole.read_bytes()[:200])
+    files['random'].write_bytes(bytes(range(256)) * 64)
+    arch = dict(embed_dims=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8))  # test_tools' tiny Swin
+    torch.save(SwinTransformer(arch=arch).state_dict(), files['backbone'])  # an ImageNet-style backbone file
+    return files
+
+
+@pytest.mark.parametrize('kind, expected', [
+    ('truncated', 'is not a readable torch checkpoint (truncated or another format)'),
+    ('random', 'is not a readable torch checkpoint'),
+    ('backbone', 'is a backbone checkpoint'),
+    ('missing', 'checkpoint file not found'),
+])
+@pytest.mark.parametrize('tool', ['infer', 'test'])
+def test_wrong_checkpoint_is_one_short_message(tool, kind, expected, seg_config, tmp_path, capsys):
+    files = _bad_checkpoints(tmp_path)
+    ckpt = str(files.get(kind, tmp_path / 'nothing.pth'))
+    image = next(Path(seg_config).parent.rglob('*.jpg'))
+    argv = [seg_config, ckpt, str(image)] if tool == 'infer' else [seg_config, ckpt, '--work-dir', str(tmp_path / 'w')]
+    main = infer_tool.main if tool == 'infer' else test_tool.main
+    assert run_tool(main, argv, prog=tool) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f'{tool}: error: ') and expected in err and 'Traceback' not in err, err
+    assert len(err) < 1500, f'a short message, not a list of every key: {len(err)} characters'
+    if kind == 'backbone':
+        assert f'model.backbone.init_cfg.checkpoint={ckpt}' in err  # how to use it instead
+
+
+def test_debug_is_in_every_tool_s_help():
+    for tool in ('train.py', 'test.py', 'infer.py', 'analysis/get_flops.py', 'analysis/benchmark_model.py',
+                 'dataset_converters/labelme2mmswin.py', 'model_converters/swin2mmswin.py',
+                 'model_converters/shunted2mmswin.py', 'deployment/export_onnx.py', 'prepare_demo_data.py',
+                 'run_demo.py'):
+        proc = subprocess.run([sys.executable, osp.join(TOOLS, tool), '--help'], capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0 and '--debug' in proc.stdout and 'MMSWIN_DEBUG' in proc.stdout, tool
+
+
+def test_converter_errors_go_through_the_one_route(tmp_path, capsys):
+    converter = load_tool('dataset_converters/labelme2mmswin.py')
+    assert converter.main([str(tmp_path / 'nowhere'), '--seg-out', str(tmp_path / 'out')]) == 1
+    assert capsys.readouterr().err.startswith('labelme2mmswin: error: ')
+    with pytest.raises(Exception, match='does not exist'):  # --debug: the traceback
+        converter.main([str(tmp_path / 'nowhere'), '--seg-out', str(tmp_path / 'out'), '--debug'])

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from mmengine.config import DictAction
 
-from mmswin.apis import inference_dtype, init_model, load_config
+from mmswin.apis import ToolError, add_debug_argument, inference_dtype, init_model, load_config
 from mmswin.apis.errors import run_tool
 from mmswin.engine import mixed_precision, setup_runtime
 from mmswin.engine.precision import describe_precision
@@ -46,9 +46,9 @@ def list_images(paths: list[str]) -> list[str]:
         elif osp.isfile(path):
             images.append(path)
         else:
-            raise SystemExit(f'image not found: {path}')
+            raise ToolError(f'image not found: {path}')
     if not images:
-        raise SystemExit(f'no images ({", ".join(IMAGE_EXTENSIONS)}) in {", ".join(paths)}')
+        raise ToolError(f'no images ({", ".join(IMAGE_EXTENSIONS)}) in {", ".join(paths)}')
     return images
 
 
@@ -145,6 +145,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='detection: paint instances scoring at least this (the JSON keeps all)')
     parser.add_argument('--opacity', type=float, default=0.5, help='segmentation: opacity of the overlay')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 

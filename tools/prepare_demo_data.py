@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from mmswin.apis.errors import add_debug_argument, run_tool
 from mmswin.datasets.demo_data import SDIST_NAME, PrepareError, prepare
-from mmswin.datasets.labelme import ConversionError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -22,13 +22,10 @@ def main(argv=None) -> int:
     parser.add_argument('--data-root', default=str(ROOT / 'data'), help='parent folder (default: <repo>/data)')
     parser.add_argument('--sdist', help=f'use this local {SDIST_NAME} instead of downloading')
     parser.add_argument('--force', action='store_true', help='rebuild even when the stamp says done')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
-    try:
-        prepare(args.data_root, args.sdist, args.force)
-    except (PrepareError, ConversionError) as err:
-        print(f'prepare_demo_data: error: {err}', file=sys.stderr)
-        return 1
-    return 0
+    return run_tool(lambda _: prepare(args.data_root, args.sdist, args.force), [], extra_errors=(PrepareError,),
+                    prog='prepare_demo_data')
 
 
 if __name__ == '__main__':

@@ -55,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         'runs it natively, else float32; bf16: bfloat16 or stop; fp32: float32')
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='override config settings, e.g. train_cfg.max_iters=20')
+    from mmswin.apis.errors import add_debug_argument
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 

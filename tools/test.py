@@ -17,11 +17,16 @@ import os
 import os.path as osp
 import sys
 
+import torch
 from mmengine.config import Config, ConfigDict, DictAction
 
-from mmswin.apis import (check_annotation_files, drop_pretrained_init, find_missing_data, inference_dtype,
-                         load_tool_config, missing_data_message, prepare_distributed, training_device_type)
+from mmswin.apis import (ConfigError, ToolError, add_debug_argument, check_annotation_files, drop_pretrained_init,
+                         find_missing_data, inference_dtype, load_model_checkpoint, load_tool_config,
+                         missing_data_message, prepare_distributed, training_device_type)
 from mmswin.apis.errors import run_tool
+from mmswin.datasets.checks import DataCheckError
+from mmswin.datasets.wrappers import leaf_dataset_cfgs
+from mmswin.utils.checkpoint_io import CheckpointNotFoundError
 from mmswin.engine import enable_safeguards, mixed_precision, setup_runtime
 
 
@@ -50,6 +55,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--no-data-check', action='store_true',
                         help='skip the check that the test data set paths of the config exist')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -59,7 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def _enable_visualization(cfg: Config, args: argparse.Namespace, scope: str) -> None:
     hooks = cfg.get('default_hooks', {})
     if 'visualization' not in hooks:
-        raise SystemExit('--show / --show-dir need default_hooks.visualization in the config')
+        raise ConfigError('--show / --show-dir need default_hooks.visualization in the config (the stock '
+                          'mmdet / mmseg runtime bases define it)')
     hook = hooks['visualization']
     hook['draw'] = True
     if args.show:
@@ -79,10 +86,8 @@ def _setup_det_tta(cfg: Config) -> None:
         cfg.tta_model = dict(type='DetTTAModel',
                              tta_cfg=dict(nms=dict(type='nms', iou_threshold=0.5), max_per_img=100))
     if 'tta_pipeline' not in cfg:
-        data = cfg.test_dataloader.dataset
-        while 'dataset' in data:
-            data = data['dataset']
-        cfg.tta_pipeline = deepcopy(data.pipeline)
+        data, _ = next(leaf_dataset_cfgs(cfg.test_dataloader.dataset))
+        cfg.tta_pipeline = deepcopy(data['pipeline'])
         cfg.tta_pipeline[-1] = dict(
             type='TestTimeAug',
             transforms=[[dict(type='RandomFlip', prob=1.), dict(type='RandomFlip', prob=0.)],
@@ -95,8 +100,9 @@ def setup_cfg(args: argparse.Namespace) -> Config:
     cfg = enable_safeguards(load_tool_config(args.config, args.cfg_options, args.launcher, args.work_dir))
     scope = cfg.default_scope
     if not osp.isfile(args.checkpoint) and '://' not in args.checkpoint:
-        raise SystemExit(f'checkpoint not found: {args.checkpoint}')
-    cfg.load_from = args.checkpoint
+        raise CheckpointNotFoundError(f'checkpoint file not found: {args.checkpoint!r}')
+    # loaded strictly by main() (load_model_checkpoint), not by the Runner's load_from, which loads whatever fits
+    cfg.load_from = None
     # The checkpoint holds every weight: the backbone's ImageNet file is not needed (and may be absent).
     drop_pretrained_init(cfg)
 
@@ -107,7 +113,8 @@ def setup_cfg(args: argparse.Namespace) -> Config:
         if scope == 'mmdet':
             _setup_det_tta(cfg)
         if 'tta_model' not in cfg or 'tta_pipeline' not in cfg:
-            raise SystemExit('--tta needs tta_model and tta_pipeline in the config')
+            raise ConfigError('--tta needs tta_model and tta_pipeline in the config (the mmseg configs inherit '
+                              "them from mmseg's data set bases)")
         cfg.model = ConfigDict(**cfg.tta_model, module=cfg.model)
         cfg.test_dataloader.dataset.pipeline = cfg.tta_pipeline
 
@@ -115,7 +122,7 @@ def setup_cfg(args: argparse.Namespace) -> Config:
         cfg.test_evaluator['output_dir'] = args.out
         cfg.test_evaluator['keep_results'] = True
     elif args.out is not None and not args.out.endswith(('.pkl', '.pickle')):
-        raise SystemExit(f'--out must name a .pkl file for detection, got {args.out!r}')
+        raise ToolError(f'--out must name a .pkl file for detection, got {args.out!r}')
     return cfg
 
 
@@ -128,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.no_data_check:
         missing = find_missing_data(cfg, ('test',))
         if missing:
-            raise SystemExit(missing_data_message(missing, args.config))
+            raise DataCheckError(missing_data_message(missing, args.config))
         check_annotation_files(cfg, ('test',))
     prepare_distributed(cfg)
 
@@ -138,6 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     if args.out is not None and cfg.default_scope == 'mmdet':
         from mmdet.evaluation import DumpDetResults
         runner.test_evaluator.metrics.append(DumpDetResults(out_file_path=args.out))
+    model = runner.model
+    while isinstance(getattr(model, 'module', None), torch.nn.Module):  # DDP and test-time-augmentation wrappers
+        model = model.module
+    load_model_checkpoint(model, args.checkpoint)
     precision = mixed_precision(runner.model, device_type, dtype, log=True) if dtype else contextlib.nullcontext()
     with precision:
         runner.test()

@@ -15,10 +15,12 @@ import sys
 
 from mmengine.config import Config, DictAction
 
-from mmswin.apis import (check_annotation_files, drop_pretrained_init, enable_amp, find_missing_data,
-                         find_missing_pretrained, find_resume_checkpoint, load_tool_config, missing_data_message,
-                         missing_pretrained_message, prepare_distributed)
+from mmswin.apis import (ConfigError, add_debug_argument, check_annotation_files, drop_pretrained_init, enable_amp,
+                         find_missing_data, find_missing_pretrained, find_resume_checkpoint, load_tool_config,
+                         missing_data_message, missing_pretrained_message, prepare_distributed)
 from mmswin.apis.errors import run_tool
+from mmswin.datasets.checks import DataCheckError
+from mmswin.utils.checkpoint_io import CheckpointNotFoundError
 from mmswin.engine import enable_compile, enable_safeguards, setup_runtime
 
 
@@ -55,6 +57,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='skip the check that the data set paths of the config exist')
     # torch.distributed.launch passes --local-rank (torchrun sets LOCAL_RANK instead)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if 'LOCAL_RANK' not in os.environ:
         os.environ['LOCAL_RANK'] = str(args.local_rank)
@@ -70,8 +73,8 @@ def setup_cfg(args: argparse.Namespace) -> Config:
         enable_amp(cfg)
     if args.auto_scale_lr:
         if 'base_batch_size' not in cfg.get('auto_scale_lr', {}):
-            raise SystemExit('--auto-scale-lr needs auto_scale_lr = dict(enable=False, base_batch_size=N) '
-                             'in the config')
+            raise ConfigError('--auto-scale-lr needs auto_scale_lr = dict(enable=False, base_batch_size=N) '
+                              'in the config')
         cfg.auto_scale_lr.enable = True
     # resume: an explicit checkpoint > the latest complete one in work_dir
     if args.resume == 'auto':
@@ -92,7 +95,7 @@ def check_inputs(cfg: Config, args: argparse.Namespace) -> None:
         splits = ('train', 'val') if cfg.get('val_cfg') and cfg.get('val_dataloader') else ('train',)
         missing = find_missing_data(cfg, splits)
         if missing:
-            raise SystemExit(missing_data_message(missing, args.config))
+            raise DataCheckError(missing_data_message(missing, args.config))
         check_annotation_files(cfg, splits)
     if find_missing_pretrained(cfg):
         will_load = cfg.get('load_from')
@@ -102,7 +105,7 @@ def check_inputs(cfg: Config, args: argparse.Namespace) -> None:
                 print(f'{key[:-len(".checkpoint")]} set to None: the file does not exist and the weights come '
                       f'from {will_load}', file=sys.stderr)
         else:
-            raise SystemExit(missing_pretrained_message(find_missing_pretrained(cfg)))
+            raise CheckpointNotFoundError(missing_pretrained_message(find_missing_pretrained(cfg)))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,12 +26,12 @@ def check_task_scope(cfg: Any, config: str = 'the config') -> str:
     """The config's ``default_scope`` (``'mmdet'`` or ``'mmseg'``), which tells the task.
 
     Raises:
-        SystemExit: any other scope, with the base to inherit.
+        ConfigError: any other scope, with the base to inherit.
     """
     scope = cfg.get('default_scope')
     if scope not in TASK_SCOPES:
-        raise SystemExit(f'{config}: default_scope must be "mmdet" (detection) or "mmseg" (segmentation), got '
-                         f'{scope!r}; inherit mmdet::_base_/default_runtime.py or mmseg::_base_/default_runtime.py')
+        raise ConfigError(f'{config}: default_scope must be "mmdet" (detection) or "mmseg" (segmentation), got '
+                          f'{scope!r}; inherit mmdet::_base_/default_runtime.py or mmseg::_base_/default_runtime.py')
     return scope
 
 
@@ -124,6 +124,8 @@ def load_config(config: str, cfg_options: Mapping | None = None, *, drop_pretrai
     from mmengine.config import Config
 
     from mmswin.apis.preflight import drop_pretrained_init
+    if not osp.isfile(config):
+        raise ConfigError(_config_not_found(config))
     cfg = Config.fromfile(config)
     if cfg_options:
         check_cfg_options(cfg, cfg_options)
@@ -132,6 +134,18 @@ def load_config(config: str, cfg_options: Mapping | None = None, *, drop_pretrai
     if drop_pretrained:
         drop_pretrained_init(cfg)
     return cfg
+
+
+def _config_not_found(config: str) -> str:
+    """The message for a config path that does not exist, with the closest configs of its folder."""
+    folder = osp.dirname(config) or '.'
+    if not osp.isdir(folder):
+        return f'config file not found: {config} (no folder {folder})'
+    names = [n for n in os.listdir(folder) if n.endswith('.py')]
+    close = difflib.get_close_matches(osp.basename(config), names, n=3, cutoff=0.6)
+    hint = f'; did you mean {" or ".join(osp.join(folder, n) for n in close)}?' if close else \
+        f' ({len(names)} configs in {folder})'
+    return f'config file not found: {config}{hint}'
 
 
 def load_tool_config(config: str, cfg_options: Mapping | None, launcher: str, work_dir: str | None) -> Any:

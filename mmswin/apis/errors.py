@@ -13,22 +13,36 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-__all__ = ['ConfigError', 'user_error_types', 'run_tool']
+__all__ = ['ConfigError', 'ToolError', 'user_error_types', 'add_debug_argument', 'run_tool']
+
+DEBUG_HELP = ('show the traceback of a user error (a known mistake otherwise ends with one message and exit status '
+              '1); MMSWIN_DEBUG=1 does the same')
 
 
 class ConfigError(ValueError):
     """The config or a ``--cfg-options`` entry is wrong (a key that does not exist, a value of the wrong kind)."""
 
 
+class ToolError(Exception):
+    """A mistake in a tool's command line or inputs (a file that is not there, an option the config cannot
+    serve); the message says what was wrong and what to do."""
+
+
+def add_debug_argument(parser: Any) -> None:
+    """Document ``--debug`` in an ``argparse`` parser's ``--help`` (:func:`run_tool` takes it out of ``argv``)."""
+    parser.add_argument('--debug', action='store_true', help=DEBUG_HELP)
+
+
 def user_error_types() -> tuple[type[BaseException], ...]:
     """The exception classes whose message is the whole story (imported lazily: tools start fast)."""
     from mmswin.datasets.checks import DataCheckError
+    from mmswin.datasets.labelme import ConversionError
     from mmswin.engine.hooks import CheckpointSaveError, NonFiniteLossError
     from mmswin.engine.precision import UnsupportedPrecisionError
     from mmswin.models.pretrained import CheckpointMismatchError
-    from mmswin.utils.checkpoint_io import UnsafeCheckpointError
-    return (ConfigError, DataCheckError, NonFiniteLossError, CheckpointSaveError, CheckpointMismatchError,
-            UnsafeCheckpointError, UnsupportedPrecisionError)
+    from mmswin.utils.checkpoint_io import CheckpointFileError, UnsafeCheckpointError
+    return (ConfigError, ToolError, DataCheckError, ConversionError, NonFiniteLossError, CheckpointSaveError,
+            CheckpointMismatchError, CheckpointFileError, UnsafeCheckpointError, UnsupportedPrecisionError)
 
 
 def _explain(err: BaseException) -> str | None:
@@ -47,18 +61,18 @@ def run_tool(main: Callable[[Sequence[str] | None], Any], argv: Sequence[str] | 
     """Run a tool's ``main(argv)``; a user error prints ``<tool>: error: <message>`` and returns 1.
 
     ``--debug`` is taken out of ``argv`` (``sys.argv[1:]`` when None) and re-raises user errors with their
-    traceback. Returns 0 on success.
+    traceback. Returns ``main``'s own status when it returns an int (e.g. 1 for a failed verification), else 0.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = '--debug' in argv or os.environ.get('MMSWIN_DEBUG', '') not in ('', '0')
     argv = [a for a in argv if a != '--debug']
     prog = prog or os.path.splitext(os.path.basename(sys.argv[0]))[0] or 'mmswin'
     try:
-        main(argv)
+        status = main(argv)
     except user_error_types() + tuple(extra_errors) + (IndexError,) as err:
         message = str(err) if not isinstance(err, IndexError) else _explain(err)
         if debug or message is None:
             raise
         print(f'{prog}: error: {message}\n(run with --debug for the traceback)', file=sys.stderr)
         return 1
-    return 0
+    return status if isinstance(status, int) and not isinstance(status, bool) else 0

@@ -174,13 +174,6 @@ def resolve_part(cfg: Any, part: str = 'auto') -> str:
     return 'segmentor'
 
 
-def _read_state_dict(checkpoint: str, prefix: str) -> dict[str, Tensor]:
-    from mmswin.models.pretrained import read_state_dict
-    if not osp.isfile(checkpoint) and '://' not in checkpoint:
-        raise ExportError(f'checkpoint not found: {checkpoint}')
-    return read_state_dict(checkpoint, prefix=prefix)
-
-
 def backbone_from_config(cfg: Any, checkpoint: str | None = None) -> nn.Module:
     """``cfg.model.backbone`` built with its ``init_cfg`` dropped and drop-path 0; weights from ``checkpoint``
     (any layout the backbone's ``load_pretrained`` converts, ``backbone.`` prefix stripped) or random.
@@ -225,7 +218,7 @@ def segmentor_from_config(cfg: Any, checkpoint: str | None = None) -> nn.Module:
     every weight from ``checkpoint`` (strict) or random.
 
     Raises:
-        ExportError: the checkpoint does not fit the model.
+        CheckpointFileError / CheckpointMismatchError: see :func:`mmswin.apis.models.load_model_checkpoint`.
     """
     from mmswin.apis.models import build_model
     cfg = copy.deepcopy(cfg)
@@ -233,14 +226,8 @@ def segmentor_from_config(cfg: Any, checkpoint: str | None = None) -> nn.Module:
     model = build_model(cfg)  # eval mode, SyncBN reverted, no train_cfg
     backbone_family(model.backbone)
     if checkpoint:
-        state = _read_state_dict(checkpoint, prefix='')
-        result = model.load_state_dict(state, strict=False)
-        if result.missing_keys or result.unexpected_keys:
-            raise ExportError(
-                f'{checkpoint} does not fit the config\'s segmentor: {len(result.missing_keys)} missing keys '
-                f'({", ".join(result.missing_keys[:5])}{" ..." if len(result.missing_keys) > 5 else ""}), '
-                f'{len(result.unexpected_keys)} unexpected keys ({", ".join(result.unexpected_keys[:5])}'
-                f'{" ..." if len(result.unexpected_keys) > 5 else ""}); give the checkpoint trained with this config')
+        from mmswin.apis.models import load_model_checkpoint
+        load_model_checkpoint(model, checkpoint)  # strict, with the project's report (a user error: exit 1)
     test_cfg = model.test_cfg if model.test_cfg is not None else {}
     if test_cfg.get('mode', 'whole') != 'whole':
         print(f'[export] note: the config tests in {test_cfg.get("mode")!r} mode; the exported graph does '

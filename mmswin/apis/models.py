@@ -1,12 +1,11 @@
 """Building the model of a config outside a Runner: for inference, FLOPs, speed and export tools."""
 from __future__ import annotations
 
-import os.path as osp
 from typing import Any
 
 import torch
 
-__all__ = ['DEFAULT_SHAPES', 'build_model', 'init_model', 'dummy_inputs', 'dummy_batch']
+__all__ = ['DEFAULT_SHAPES', 'build_model', 'init_model', 'load_model_checkpoint', 'dummy_inputs', 'dummy_batch']
 
 # The input sizes the Swin papers report complexity at: 800x1280 (H x W) for detection, 512x512 for segmentation.
 DEFAULT_SHAPES = {'mmdet': (800, 1280), 'mmseg': (512, 512)}
@@ -25,26 +24,60 @@ def build_model(cfg: Any, device: str = 'cpu') -> torch.nn.Module:
     return model.to(device).eval()
 
 
-def init_model(cfg: Any, checkpoint: str, device: str = 'cpu') -> torch.nn.Module:
-    """The model of ``cfg`` with ``checkpoint`` loaded strictly, in eval mode, ``dataset_meta`` and ``cfg`` set
-    (class names from the checkpoint's meta data when present, else from the config's test data set).
+def load_model_checkpoint(model: torch.nn.Module, checkpoint: str) -> dict[str, Any]:
+    """Every weight of ``model`` (a detector or segmentor) from ``checkpoint`` (a path or URL), strictly, with the
+    project's short report; returns the checkpoint's ``meta`` (``{}`` when it has none).
 
     Raises:
-        SystemExit: the checkpoint file does not exist.
+        CheckpointFileError / UnsafeCheckpointError: the file is missing, not a torch checkpoint, or unsafe.
+        CheckpointMismatchError: keys that do not fit, counted and named; a backbone-only (ImageNet) file is
+            named as such, with how to start a training from it instead.
+    """
+    from mmswin.models.backbones.base import PyramidBackbone
+    from mmswin.models.pretrained import CheckpointMismatchError, load_state_dict_strict, read_state_dict
+    from mmswin.utils.checkpoint_io import safe_torch_load
+    if '://' in checkpoint:
+        from mmswin.models.pretrained import _load_url
+        raw = _load_url(checkpoint, map_location='cpu')
+    else:
+        raw = safe_torch_load(checkpoint, map_location='cpu')
+    state = read_state_dict(raw, prefix='')
+    meta = raw.get('meta') if isinstance(raw, dict) and isinstance(raw.get('meta'), dict) else {}
+    parts = {key.split('.')[0] for key in model.state_dict()}  # backbone, neck, decode_head, roi_head, ...
+    backbone = getattr(model, 'backbone', None)
+    if not any(key.split('.')[0] in parts for key in state) and isinstance(backbone, PyramidBackbone):
+        try:
+            _, layout, _ = backbone.convert_checkpoint(state)
+        except (CheckpointMismatchError, ValueError, KeyError):
+            layout = None
+        if layout is not None:
+            raise CheckpointMismatchError(
+                f'{checkpoint} is a backbone checkpoint ({len(state)} tensors, {layout}), not a whole '
+                f'{type(model).__name__}: tools/test.py, tools/infer.py and --resume need the checkpoint a training '
+                'with this config writes (work_dirs/CONFIG/iter_N.pth or epoch_N.pth). To train from these '
+                f'backbone weights instead: tools/train.py CONFIG --cfg-options '
+                f'model.backbone.init_cfg.type=Pretrained model.backbone.init_cfg.checkpoint={checkpoint}')
+    load_state_dict_strict(model, state, source=checkpoint)
+    return meta
+
+
+def init_model(cfg: Any, checkpoint: str, device: str = 'cpu') -> torch.nn.Module:
+    """The model of ``cfg`` with ``checkpoint`` loaded strictly (:func:`load_model_checkpoint`), in eval mode,
+    ``dataset_meta`` and ``cfg`` set (class names from the checkpoint's meta data when present, else from the
+    config's test data set).
+
+    Raises:
+        CheckpointFileError / CheckpointMismatchError / UnsafeCheckpointError: see :func:`load_model_checkpoint`.
     """
     from mmengine.registry import DATASETS
-    from mmengine.runner import load_checkpoint
 
-    if not osp.isfile(checkpoint) and '://' not in checkpoint:
-        raise SystemExit(f'checkpoint not found: {checkpoint}')
+    from mmswin.datasets.wrappers import leaf_dataset_cfgs
+
     model = build_model(cfg, 'cpu')
-    ckpt = load_checkpoint(model, checkpoint, map_location='cpu', strict=True)
-    dataset_cfg = dict(cfg.test_dataloader.dataset)
-    while 'dataset' in dataset_cfg:  # dataset wrappers
-        dataset_cfg = dict(dataset_cfg['dataset'])
+    ckpt_meta = load_model_checkpoint(model, checkpoint).get('dataset_meta')
+    dataset_cfg = dict(next(leaf_dataset_cfgs(cfg.test_dataloader.dataset))[0])  # the first, if concatenated
     dataset_cfg['lazy_init'] = True  # only the class names and palette are needed
     meta = dict(DATASETS.build(dataset_cfg).metainfo)
-    ckpt_meta = (ckpt.get('meta') or {}).get('dataset_meta') if isinstance(ckpt, dict) else None
     if ckpt_meta:
         meta.update({k.lower(): v for k, v in ckpt_meta.items()})
     model.dataset_meta = meta

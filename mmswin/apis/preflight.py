@@ -5,8 +5,9 @@
 * :func:`find_missing_pretrained` / :func:`missing_pretrained_message`: a backbone ``init_cfg`` of type
   ``Pretrained`` pointing at a local file that does not exist, with how to get the file or train from scratch.
 
-Only the standard library is imported here. Configs are read duck-typed: anything that behaves like a mapping
-(``mmengine.Config``, ``ConfigDict``, ``dict``).
+Only the standard library is imported at module level (``check_annotation_files`` imports the data checks when
+called). Configs are read duck-typed: anything that behaves like a mapping (``mmengine.Config``, ``ConfigDict``,
+``dict``).
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ import os
 import os.path as osp
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping
+
+from mmswin.datasets.wrappers import leaf_dataset_cfgs
 
 __all__ = [
     'MissingPath', 'find_missing_data', 'check_annotation_files', 'missing_data_message', 'find_missing_pretrained',
@@ -50,18 +53,6 @@ def _join(root: str, path: str) -> str:
     return osp.join(root, path)
 
 
-def _leaf_datasets(dataset: Mapping, key: str) -> Iterator[tuple[Mapping, str]]:
-    """Datasets inside wrappers (RepeatDataset, ClassBalancedDataset, ConcatDataset, ...)."""
-    if 'dataset' in dataset and isinstance(dataset['dataset'], Mapping):
-        yield from _leaf_datasets(dataset['dataset'], f'{key}.dataset')
-    elif 'datasets' in dataset and isinstance(dataset['datasets'], (list, tuple)):
-        for i, sub in enumerate(dataset['datasets']):
-            if isinstance(sub, Mapping):
-                yield from _leaf_datasets(sub, f'{key}.datasets[{i}]')
-    else:
-        yield dataset, key
-
-
 def find_missing_data(cfg: Mapping, splits: tuple[str, ...] = ('train', 'val')) -> list[MissingPath]:
     """The data paths that the given dataloaders of ``cfg`` need and that do not exist locally.
 
@@ -91,7 +82,7 @@ def find_missing_data(cfg: Mapping, splits: tuple[str, ...] = ('train', 'val')) 
         loader = cfg.get(loader_key)
         if not isinstance(loader, Mapping) or not isinstance(loader.get('dataset'), Mapping):
             continue
-        for dataset, key in _leaf_datasets(loader['dataset'], f'{loader_key}.dataset'):
+        for dataset, key in leaf_dataset_cfgs(loader['dataset'], f'{loader_key}.dataset'):
             if dataset.get('backend_args'):
                 continue
             dtype = str(dataset.get('type', ''))
@@ -162,7 +153,7 @@ def check_annotation_files(cfg: Mapping, splits: tuple[str, ...] = ('train', 'va
         loader = cfg.get(_DATALOADERS[split])
         if not isinstance(loader, Mapping) or not isinstance(loader.get('dataset'), Mapping):
             continue
-        for dataset, key in _leaf_datasets(loader['dataset'], f'{_DATALOADERS[split]}.dataset'):
+        for dataset, key in leaf_dataset_cfgs(loader['dataset'], f'{_DATALOADERS[split]}.dataset'):
             ann_file = dataset.get('ann_file')
             if not ann_file or not str(ann_file).endswith('.json') or dataset.get('backend_args'):
                 continue

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from mmswin.datasets.wrappers import leaf_datasets
+
 __all__ = ['DataCheckError', 'CHECK_LEVELS', 'image_size', 'check_sample', 'check_samples', 'check_dataset']
 
 CHECK_LEVELS = ('exists', 'header', 'decode')
@@ -169,15 +171,6 @@ def _color_type(dataset) -> str:
     return 'color'
 
 
-def _flatten_datasets(dataset) -> list:
-    """The leaf data sets behind mmengine / mmdet wrappers (ConcatDataset, RepeatDataset, ...)."""
-    if isinstance(getattr(dataset, 'datasets', None), (list, tuple)):
-        return [leaf for d in dataset.datasets for leaf in _flatten_datasets(d)]
-    if type(dataset).__name__ in ('RepeatDataset', 'ClassBalancedDataset', 'MultiImageMixDataset'):
-        return _flatten_datasets(dataset.dataset)
-    return [dataset]
-
-
 def check_dataset(dataset, level: str = 'header', logger=None, split: str = '') -> int:
     """Check every sample of an mmengine data set (wrappers unwrapped); returns the number checked.
 
@@ -190,7 +183,7 @@ def check_dataset(dataset, level: str = 'header', logger=None, split: str = '') 
         DataCheckError: a bad file (see :func:`check_sample`), or non-RGB images with ``color_type='unchanged'``.
     """
     total = 0
-    for leaf in _flatten_datasets(dataset):
+    for leaf in leaf_datasets(dataset):
         if hasattr(leaf, 'full_init'):
             leaf.full_init()
         if not hasattr(leaf, 'get_data_info'):

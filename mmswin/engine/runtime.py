@@ -41,7 +41,7 @@ def setup_runtime() -> None:
     from mmengine.runner.checkpoint import CheckpointLoader
 
     from mmswin.engine.storage import ATOMIC_BACKEND, AtomicLocalBackend
-    from mmswin.utils.checkpoint_io import mmengine_safe_globals, safe_torch_load
+    from mmswin.utils.checkpoint_io import CheckpointNotFoundError, mmengine_safe_globals, safe_torch_load
 
     torch.serialization.add_safe_globals(mmengine_safe_globals())
 
@@ -49,7 +49,7 @@ def setup_runtime() -> None:
     def _load_from_local(filename: str, map_location: Any) -> Any:
         filename = os.path.expanduser(filename)
         if not os.path.isfile(filename):
-            raise FileNotFoundError(f'{filename} can not be found.')
+            raise CheckpointNotFoundError(f'checkpoint file not found: {filename!r}')
         return safe_torch_load(filename, map_location=map_location)
 
     register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)

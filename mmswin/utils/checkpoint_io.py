@@ -17,7 +17,16 @@ from typing import Any
 
 import torch
 
-__all__ = ['UnsafeCheckpointError', 'safe_torch_load', 'mmengine_safe_globals']
+__all__ = ['CheckpointFileError', 'CheckpointNotFoundError', 'UnsafeCheckpointError', 'safe_torch_load',
+           'mmengine_safe_globals']
+
+
+class CheckpointFileError(ValueError):
+    """A checkpoint file is missing, or not a readable torch checkpoint (truncated, another format)."""
+
+
+class CheckpointNotFoundError(CheckpointFileError, FileNotFoundError):
+    """The checkpoint file does not exist."""
 
 
 class UnsafeCheckpointError(pickle.UnpicklingError):
@@ -65,14 +74,14 @@ def safe_torch_load(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
     """``torch.load(path, weights_only=True)`` with mmengine's classes allow-listed and clear errors.
 
     Raises:
-        FileNotFoundError: ``path`` does not exist.
+        CheckpointNotFoundError: ``path`` does not exist (a ``FileNotFoundError``).
         UnsafeCheckpointError: the file would need objects outside the allow-list (unpickling it could run code);
             nothing from it was executed.
-        ValueError: the file is not a torch checkpoint at all (truncated, or another format).
+        CheckpointFileError: the file is not a torch checkpoint at all (truncated, or another format).
     """
     path = os.fspath(path)
     if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint file not found: {path!r}')
+        raise CheckpointNotFoundError(f'checkpoint file not found: {path!r}')
     try:
         with torch.serialization.safe_globals(mmengine_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -82,11 +91,12 @@ def safe_torch_load(path: str | os.PathLike, map_location: Any = 'cpu') -> Any:
         except Exception:  # not a zip checkpoint
             unsafe = []
         if not unsafe and not any(marker in str(err) for marker in _REFUSAL_MARKERS):
-            raise ValueError(f'{path!r} is not a readable torch checkpoint: {err}') from None
+            raise CheckpointFileError(f'{path!r} is not a readable torch checkpoint: {err}') from None
         raise UnsafeCheckpointError(
             f'refused to load {path!r}: it refers to {", ".join(unsafe) or "objects"} outside the allow-list of '
             'tensors, containers and mmengine\'s own checkpoint classes, and unpickling it could run arbitrary code. '
             'Nothing from the file was executed. If you trust the file and know what it contains, re-save its '
             'tensors with `torch.save(state_dict, path)` in a trusted environment.') from None
     except Exception as err:  # torch raises RuntimeError, EOFError, IndexError, ... on files of another format
-        raise ValueError(f'{path!r} is not a readable torch checkpoint (truncated or another format): {err}') from None
+        raise CheckpointFileError(f'{path!r} is not a readable torch checkpoint (truncated or another format): '
+                                  f'{err}') from None

@@ -23,7 +23,7 @@ import torch
 from mmengine.config import DictAction
 
 from mmswin.apis import DEFAULT_SHAPES, build_model, dummy_batch, load_config
-from mmswin.apis.errors import run_tool
+from mmswin.apis.errors import add_debug_argument, run_tool
 from mmswin.engine import setup_runtime
 
 
@@ -65,6 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--amp', action='store_true', help='run under torch.autocast (float16 on CUDA)')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
     parser.add_argument('--json', help='also write the result to this JSON file')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.iters < 1 or args.warmup < 0 or args.batch_size < 1:
         parser.error('--iters and --batch-size must be >= 1, --warmup >= 0')
@@ -78,8 +79,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     height, width = args.shape or DEFAULT_SHAPES[cfg.default_scope]
     model = build_model(cfg, args.device)
     if args.checkpoint:
-        from mmengine.runner import load_checkpoint
-        load_checkpoint(model, args.checkpoint, map_location=args.device, strict=True)
+        from mmswin.apis import load_model_checkpoint
+        load_model_checkpoint(model, args.checkpoint)
+        model.to(args.device)
     batch = dummy_batch(cfg.default_scope, height, width, args.batch_size)
     res = dict(config=args.config, device=str(args.device), input_shape=[height, width], amp=args.amp,
                **benchmark(model, batch, args.warmup, args.iters, args.amp))

@@ -27,7 +27,7 @@ import torch
 from mmengine.config import Config, DictAction
 
 from mmswin.apis import DEFAULT_SHAPES, build_model, dummy_inputs, load_config
-from mmswin.apis.errors import run_tool
+from mmswin.apis.errors import add_debug_argument, run_tool
 from mmswin.engine import setup_runtime
 
 
@@ -114,6 +114,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='Cascade Mask R-CNN: run the mask heads on this many proposals, as the published '
                              'figures count (default 100; 0: all, as mmdet 3.3\'s tensor mode)')
     parser.add_argument('--json', help='also write the results to this JSON file (a list, one entry per config)')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -15,7 +15,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from mmswin.datasets.labelme import ConversionError, convert
+from mmswin.apis.errors import add_debug_argument, run_tool
+from mmswin.datasets.labelme import convert
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -31,23 +32,24 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     group.add_argument('--val-images', help='comma-separated image stems for validation')
     group.add_argument('--val-equals-train', action='store_true', help='every image in both splits')
     parser.add_argument('--overwrite', action='store_true', help='replace non-empty output folders')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def run(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
-    try:
-        result = convert(args.input, seg_out=args.seg_out, coco_out=args.coco_out, labels=args.labels,
-                         input_format=args.input_format, val_ratio=args.val_ratio,
-                         val_images=args.val_images.split(',') if args.val_images else None,
-                         val_equals_train=args.val_equals_train, overwrite=args.overwrite)
-    except ConversionError as err:
-        print(f'labelme2mmswin: error: {err}', file=sys.stderr)
-        return 1
+    result = convert(args.input, seg_out=args.seg_out, coco_out=args.coco_out, labels=args.labels,
+                     input_format=args.input_format, val_ratio=args.val_ratio,
+                     val_images=args.val_images.split(',') if args.val_images else None,
+                     val_equals_train=args.val_equals_train, overwrite=args.overwrite)
     for kind, classes in result.items():
         out = args.seg_out if kind == 'seg' else args.coco_out
         print(f'{kind}: wrote {out} ({len(classes)} classes: {", ".join(classes)})')
-    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command: a conversion error gives its message and exit status 1 (``--debug``: the traceback)."""
+    return run_tool(run, argv, prog='labelme2mmswin')
 
 
 if __name__ == '__main__':

@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmswin.apis.errors import add_debug_argument, run_tool
 from mmswin.apis.export import (DEFAULT_MAX_SIDE, ONNX_SAMPLE_BATCH, ExportError, SegmentorPredictor,
                                 backbone_families, backbone_family, backbone_from_config, build_backbone, check_side,
                                 default_verify_sizes, export_onnx, export_pt2, format_table, load_backbone_weights,
@@ -100,6 +101,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help='sizes for --verify (default: three, odd ones included, e.g. 256x320 257x321 2:417x333)')
     parser.add_argument('--atol', type=float, default=1e-4, help='largest absolute difference --verify accepts')
     parser.add_argument('--seed', type=int, default=0, help='seed of random weights and inputs')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -198,18 +200,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: 0 on success, 1 when a verification fails, 2 with the reason for an impossible export."""
+def export(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
-        summary = run(args)
-    except ExportError as exc:
-        print(f'export_onnx: error: {exc}', file=sys.stderr)
-        return 2
+    summary = run(args)
     if not summary['ok']:
         print(f'export_onnx: verification failed: a difference above --atol {args.atol}', file=sys.stderr)
         return 1
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: 0 on success; 1 when a verification fails, or with the reason for an impossible export (any
+    user error; ``--debug`` shows its traceback)."""
+    return run_tool(export, argv, extra_errors=(ExportError,), prog='export_onnx')
 
 
 if __name__ == '__main__':

@@ -18,11 +18,14 @@ import sys
 
 import torch
 
+from mmswin.apis.errors import add_debug_argument
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
     parser.add_argument('src', help='official checkpoint (state dict, or one under "model" / "state_dict")')
     parser.add_argument('dst', help='where to write the mmswin checkpoint')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -21,6 +21,8 @@ import sys
 
 import torch
 
+from mmswin.apis.errors import add_debug_argument
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
@@ -28,6 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('dst', help='where to write the mmswin checkpoint')
     parser.add_argument('--layout', choices=['official', 'timm', 'mmdet', 'mmpretrain'],
                         help='skip detection and read SRC as this layout')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
