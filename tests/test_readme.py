@@ -61,19 +61,9 @@ def _python_tools() -> list[str]:
 def test_every_named_tool_answers_help(tool, capsys):
     module = load_tool(tool.removeprefix('tools/'))
     with pytest.raises(SystemExit) as info:
-        module.main(['--help']) if 'argv' in module.main.__code__.co_varnames else _main_with_argv(module)
+        module.main(['--help'])
     assert info.value.code == 0
     assert 'usage:' in capsys.readouterr().out
-
-
-def _main_with_argv(module) -> None:
-    import sys
-    saved = sys.argv
-    sys.argv = [module.__file__, '--help']
-    try:
-        module.main()
-    finally:
-        sys.argv = saved
 
 
 def test_shell_commands_call_existing_tools_and_python():

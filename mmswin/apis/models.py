@@ -34,13 +34,9 @@ def load_model_checkpoint(model: torch.nn.Module, checkpoint: str) -> dict[str, 
             named as such, with how to start a training from it instead.
     """
     from mmswin.models.backbones.base import PyramidBackbone
-    from mmswin.models.pretrained import CheckpointMismatchError, load_state_dict_strict, read_state_dict
-    from mmswin.utils.checkpoint_io import safe_torch_load
-    if '://' in checkpoint:
-        from mmswin.models.pretrained import _load_url
-        raw = _load_url(checkpoint, map_location='cpu')
-    else:
-        raw = safe_torch_load(checkpoint, map_location='cpu')
+    from mmswin.models.pretrained import (CheckpointMismatchError, load_state_dict_strict, read_checkpoint,
+                                          read_state_dict)
+    raw = read_checkpoint(checkpoint)
     state = read_state_dict(raw, prefix='')
     meta = raw.get('meta') if isinstance(raw, dict) and isinstance(raw.get('meta'), dict) else {}
     parts = {key.split('.')[0] for key in model.state_dict()}  # backbone, neck, decode_head, roi_head, ...

@@ -41,16 +41,13 @@ def setup_runtime() -> None:
     from mmengine.runner.checkpoint import CheckpointLoader
 
     from mmswin.engine.storage import ATOMIC_BACKEND, AtomicLocalBackend
-    from mmswin.utils.checkpoint_io import CheckpointNotFoundError, mmengine_safe_globals, safe_torch_load
+    from mmswin.utils.checkpoint_io import mmengine_safe_globals, safe_torch_load
 
     torch.serialization.add_safe_globals(mmengine_safe_globals())
 
     @CheckpointLoader.register_scheme(prefixes='', force=True)
     def _load_from_local(filename: str, map_location: Any) -> Any:
-        filename = os.path.expanduser(filename)
-        if not os.path.isfile(filename):
-            raise CheckpointNotFoundError(f'checkpoint file not found: {filename!r}')
-        return safe_torch_load(filename, map_location=map_location)
+        return safe_torch_load(os.path.expanduser(filename), map_location=map_location)  # missing: not found
 
     register_backend(ATOMIC_BACKEND, AtomicLocalBackend, force=True)
     _external_config_lookup_without_pkg_resources()

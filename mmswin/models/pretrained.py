@@ -25,7 +25,7 @@ from torch import nn
 
 from mmswin.utils.checkpoint_io import safe_torch_load
 
-__all__ = ['CheckpointMismatchError', 'PRETRAINED_KEYS', 'read_state_dict', 'strip_prefix',
+__all__ = ['CheckpointMismatchError', 'PRETRAINED_KEYS', 'read_checkpoint', 'read_state_dict', 'strip_prefix',
            'load_state_dict_strict', 'load_pretrained', 'split_init_cfg']
 
 _WRAPPER_KEYS = ('state_dict', 'model', 'module', 'state_dict_ema', 'model_ema')
@@ -52,6 +52,17 @@ def _load_url(url: str, map_location: Any) -> Any:
     return CheckpointLoader.load_checkpoint(url, map_location=map_location)
 
 
+def read_checkpoint(checkpoint: str | os.PathLike, map_location: Any = 'cpu') -> Any:
+    """The object a checkpoint file or URL holds (:func:`safe_torch_load`; URLs through :func:`_load_url`).
+
+    Raises:
+        CheckpointFileError / UnsafeCheckpointError: see :func:`safe_torch_load`.
+    """
+    if isinstance(checkpoint, str) and '://' in checkpoint:
+        return _load_url(checkpoint, map_location)
+    return safe_torch_load(checkpoint, map_location=map_location)
+
+
 def read_state_dict(checkpoint: str | os.PathLike | Mapping, prefix: str = 'backbone.',
                     map_location: Any = 'cpu') -> dict[str, torch.Tensor]:
     """Read a checkpoint into a flat ``{name: tensor}`` dict.
@@ -68,10 +79,8 @@ def read_state_dict(checkpoint: str | os.PathLike | Mapping, prefix: str = 'back
     """
     if isinstance(checkpoint, Mapping):
         source, name = checkpoint, 'the given dict'
-    elif isinstance(checkpoint, str) and '://' in checkpoint:
-        source, name = _load_url(checkpoint, map_location), repr(checkpoint)
     else:
-        source, name = safe_torch_load(checkpoint, map_location=map_location), repr(os.fspath(checkpoint))
+        source, name = read_checkpoint(checkpoint, map_location), repr(os.fspath(checkpoint))
     for key in _WRAPPER_KEYS:
         if isinstance(source, Mapping) and isinstance(source.get(key), Mapping):
             source = source[key]
