@@ -14,13 +14,14 @@ env:
 	bash tools/setup_env.sh
 
 test: env
+	$(PY) -m ruff check --quiet .
 	$(PY) -m pytest tests -q -p no:cacheprovider -n $(PYTEST_WORKERS) --durations=15 $(PYTEST_ARGS)
 
 test-fast: env
 	$(PY) -m pytest tests -q -p no:cacheprovider -n $(PYTEST_WORKERS) -m "not slow" $(PYTEST_ARGS)
 
 lint: env
-	$(PY) -m flake8
+	$(PY) -m ruff check .
 
 demo: env
 	$(PY) tools/run_demo.py --task seg --precision $(PRECISION)

@@ -11,6 +11,11 @@ def pytest_configure(config):
     workers = int(os.environ.get('PYTEST_XDIST_WORKER_COUNT', '1'))
     if workers > 1:
         os.environ.setdefault('OMP_NUM_THREADS', str(max(1, (os.cpu_count() or 1) // workers)))
+    # Every test module runs as the tools do, alone or with the others: mmswin's runtime (weights-only loading of
+    # mmengine checkpoints, the atomic storage backend, mmdet:: / mmseg:: config bases) installed once, before any
+    # module is collected (some build configs at collection time).
+    from mmswin.engine import setup_runtime
+    setup_runtime()
 
 
 def _manager_classes():

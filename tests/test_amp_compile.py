@@ -25,10 +25,9 @@ pytest.importorskip('mmseg')
 import mmswin.datasets.demo_data as demo_data_lib  # noqa: E402
 import mmswin.engine.precision as precision  # noqa: E402
 from mmswin.apis.errors import run_tool  # noqa: E402
-from mmswin.engine import Bf16OptimWrapper, setup_runtime  # noqa: E402
-from tool_loader import load_tool  # noqa: E402
+from mmswin.engine import Bf16OptimWrapper  # noqa: E402
+from helpers import load_tool  # noqa: E402
 
-setup_runtime()
 
 REPO = Path(__file__).resolve().parents[1]
 train_tool = load_tool('train.py')

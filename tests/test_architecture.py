@@ -101,11 +101,38 @@ def test_tools_are_scripts_over_the_package():
             broken.append(f'{path.relative_to(REPO)} patches sys.path')
         broken += [f'{path.relative_to(REPO)} imports the tool {m}' for m, _ in _imports(path)
                    if m.split('.')[0] in names and not m.startswith(('mmswin', 'torch', 'mmengine'))]
+        broken += [f'{path.relative_to(REPO)} reaches into tests/ ({text!r})' for text in _code_strings(path)
+                   if text == 'tests' or text.startswith(('tests/', 'tests.'))]
+    assert not broken, '\n'.join(broken)
+
+
+def _code_strings(path: Path) -> list[str]:
+    """The string constants of a file's code, docstrings left out."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+def test_tool_string_check_catches_a_path_into_tests(tmp_path):
+    bad = tmp_path / 'tool.py'
+    bad.write_text('"""Reads tests/ in its docstring only."""\nimport os\nPATH = os.path.join("x", "tests", "a.py")\n')
+    assert 'tests' in _code_strings(bad) and not any(s.startswith('Reads') for s in _code_strings(bad))
+
+
+def test_test_modules_stand_alone():
+    """Test modules share code through tests/helpers.py (and conftest.py), never by importing one another: each
+    runs on its own (`pytest tests/test_X.py`)."""
+    modules = sorted((REPO / 'tests').glob('test_*.py'))
+    names = {p.stem for p in modules}
+    broken = [f'{path.name} imports {m}' for path in modules for m, _ in _imports(path) if m.split('.')[0] in names]
     assert not broken, '\n'.join(broken)
 
 
 def test_the_tree_is_lint_clean():
-    """flake8 (setup.cfg: 120 columns) over the repository, as `make lint` runs it."""
-    result = subprocess.run([sys.executable, '-m', 'flake8'], cwd=REPO, capture_output=True, text=True,
+    """ruff (ruff.toml: 120 columns, pycodestyle, pyflakes, bugbear) over the repository, as `make lint` runs it."""
+    result = subprocess.run([sys.executable, '-m', 'ruff', 'check', '.'], cwd=REPO, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-1000:]

@@ -20,7 +20,7 @@ from mmswin.engine import DataCheckHook
 
 REPO = Path(__file__).resolve().parents[1]
 import mmswin.datasets.labelme as labelme2mmswin  # noqa: E402  (the converter's library)
-from tool_loader import load_tool  # noqa: E402
+from helpers import load_tool  # noqa: E402
 
 
 def _jpeg(path: Path, size=(40, 30), color=(200, 10, 10)) -> Path:
@@ -50,8 +50,9 @@ def _ade(root: Path, n: int = 2) -> Path:
 
 def test_good_sample_passes(tmp_path):
     img, seg = _jpeg(tmp_path / 'a.jpg'), _label(tmp_path / 'a.png')
-    for level in ('exists', 'header', 'decode'):
-        check_sample({'img_path': str(img), 'seg_map_path': str(seg)}, level, num_classes=3, reduce_zero_label=True)
+    modes = {level: check_sample({'img_path': str(img), 'seg_map_path': str(seg)}, level, num_classes=3,
+                                 reduce_zero_label=True) for level in ('exists', 'header', 'decode')}
+    assert modes == {'exists': '', 'header': 'RGB', 'decode': 'RGB'}  # 'exists' opens nothing
 
 
 def test_missing_image_names_file(tmp_path):

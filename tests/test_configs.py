@@ -26,9 +26,7 @@ from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 
 import mmswin.models  # noqa: E402,F401
 from mmswin.apis import PRETRAINED_SOURCES, missing_pretrained_message  # noqa: E402
-from mmswin.engine import setup_runtime  # noqa: E402
 
-setup_runtime()
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO, 'configs')

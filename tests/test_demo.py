@@ -25,7 +25,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 import mmswin.datasets.demo_data as prepare_demo_data  # noqa: E402  (tools/prepare_demo_data.py's library)
 import mmswin.datasets.labelme as labelme  # noqa: E402  (tools/dataset_converters/labelme2mmswin.py's library)
-from tool_loader import load_tool  # noqa: E402
+from helpers import load_tool  # noqa: E402
 
 labelme2mmswin = load_tool('dataset_converters/labelme2mmswin.py')
 run_demo = load_tool('run_demo.py')

@@ -29,7 +29,7 @@ UPERNET_SWIN_SMALL = {  # configs/upernet_swin_t_ade20k.py shrunk: C=16 Swin wit
 }
 
 
-from tool_loader import load_tool  # noqa: E402
+from helpers import load_tool  # noqa: E402
 
 T = load_tool('deployment/export_onnx.py')  # the command line: parse_args, run, main
 import mmswin.apis.export as E  # noqa: E402  (the export functions)

@@ -23,12 +23,13 @@ from pathlib import Path
 import pytest
 import torch
 from mmengine.fileio.backends import LocalBackend, register_backend
+from mmengine.evaluator import BaseMetric
 from mmengine.hooks import CheckpointHook, Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
 
 import mmswin.engine  # noqa: F401  (hooks, optimizer wrappers, setup_runtime)
-from mmswin.engine import CheckpointSaveError, NonFiniteLossError, storage
+from mmswin.engine import AtomicCheckpointHook, CheckpointSaveError, NonFiniteLossError, storage
 from mmswin.engine.hooks.checkpoint_hook import RNG_KEY
 from mmswin.utils.checkpoint_io import safe_torch_load
 
@@ -112,6 +113,106 @@ def test_mmengine_checkpoint_hook_behaviour_we_rely_on(tmp_path):
     assert issubclass(mmswin.engine.AtomicCheckpointHook, CheckpointHook)
     assert {'after_train_iter', 'after_train_epoch', 'after_val_epoch', 'before_train'} <= set(
         vars(CheckpointHook)), 'the public methods AtomicCheckpointHook wraps'
+
+
+class RecordingAtomicBackend(storage.AtomicLocalBackend):
+    """The atomic backend, recording what the hook writes (the removals are recorded where files really go)."""
+    events: list[str] = []
+
+    def put(self, obj, filepath):
+        RecordingAtomicBackend.events.append(f'put {osp.basename(filepath)}')
+        super().put(obj, filepath)
+
+
+register_backend('mmswin_test_recording_atomic', RecordingAtomicBackend, force=True)
+
+
+class EpochScore(BaseMetric):
+    """A validation metric that reports ``SCORES[k]`` at its k-th evaluation (the model's outputs are ignored)."""
+    SCORES = (0.5, 0.7, 0.6, 0.9, 0.8)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.evaluations = 0
+
+    def process(self, data_batch, data_samples) -> None:
+        self.results.append(1)
+
+    def compute_metrics(self, results) -> dict:
+        self.evaluations += 1
+        return {'score': self.SCORES[self.evaluations - 1]}
+
+
+class ToyPredict(Toy):
+    def forward(self, inputs, data_samples=None, mode='tensor'):
+        out = super().forward(inputs, data_samples, mode)
+        return [out] if mode == 'predict' else out
+
+
+def _epoch_runner(work_dir: Path, checkpoint: dict, max_epochs: int = 5) -> Runner:
+    """An epoch-based run (as every COCO config trains) of 4 iterations per epoch, validated after each epoch."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    data = [dict(inputs=torch.randn(9, generator=g)) for _ in range(12)]
+    loader = dict(dataset=data, sampler=dict(type='DefaultSampler', shuffle=True), batch_size=3,
+                  collate_fn=dict(type='default_collate'))
+    return Runner(
+        model=ToyPredict(), work_dir=str(work_dir), experiment_name=f'toy_epochs_{work_dir.name}',
+        train_dataloader=loader, val_dataloader=dict(loader, sampler=dict(type='DefaultSampler', shuffle=False)),
+        train_cfg=dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=1), val_cfg=dict(),
+        val_evaluator=[EpochScore()], optim_wrapper=dict(optimizer=dict(type='AdamW', lr=1e-2)),
+        default_hooks=dict(checkpoint=checkpoint, logger=dict(type='LoggerHook', interval=1)),
+        randomness=dict(seed=7), default_scope='mmengine', log_level='WARNING')
+
+
+def test_epoch_based_and_best_checkpoints_are_saved_as_mmengine_decides(tmp_path, monkeypatch):
+    """The epoch-based path and ``save_best``: the hook saves what mmengine's hook saves (the same files, kept and
+    removed alike), gathers the random states exactly when mmengine saves, removes the superseded files only
+    after the new one is complete, and every file carries the random states."""
+    settings = dict(by_epoch=True, interval=2, max_keep_ckpts=1, save_best='score', rule='greater')
+    RecordingBackend.events = []
+    _epoch_runner(tmp_path / 'stock', dict(type='CheckpointHook', **settings,
+                                           backend_args=dict(backend='mmswin_test_recording'))).train()
+    stock_files = sorted(p.name for p in (tmp_path / 'stock').glob('*.pth'))
+    assert stock_files == ['best_score_epoch_4.pth', 'epoch_5.pth']
+    # mmengine: epoch_2, epoch_4 (removing epoch_2 first), epoch_5 (last); best at epochs 1, 2, 4, the old best
+    # removed first; a best save in an epoch that also saved the regular checkpoint writes that one again
+    assert RecordingBackend.events == [
+        'put best_score_epoch_1.pth', 'put epoch_2.pth', 'remove best_score_epoch_1.pth', 'put best_score_epoch_2.pth',
+        'put epoch_2.pth', 'remove epoch_2.pth', 'put epoch_4.pth', 'remove best_score_epoch_2.pth',
+        'put best_score_epoch_4.pth', 'put epoch_4.pth', 'remove epoch_4.pth', 'put epoch_5.pth']
+
+    gathered = []  # (method, whether the hook predicted a save)
+    transaction = AtomicCheckpointHook._transaction
+
+    def recording_transaction(self, runner, saves):
+        gathered.append(saves)
+        return transaction(self, runner, saves)
+
+    monkeypatch.setattr(AtomicCheckpointHook, '_transaction', recording_transaction)
+    remove = os.remove
+
+    def recording_remove(path, *args, **kwargs):
+        if str(path).endswith('.pth'):
+            RecordingAtomicBackend.events.append(f'remove {osp.basename(path)}')
+        return remove(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, 'remove', recording_remove)
+    RecordingAtomicBackend.events = []
+    _epoch_runner(tmp_path / 'atomic', dict(type='AtomicCheckpointHook', **settings,
+                                            backend_args=dict(backend='mmswin_test_recording_atomic'))).train()
+    assert sorted(p.name for p in (tmp_path / 'atomic').glob('*.pth')) == stock_files
+    puts = [e for e in RecordingAtomicBackend.events if e.startswith('put') and e.endswith('.pth')]
+    assert puts == [e for e in RecordingBackend.events if e.startswith('put')]
+    for old, new in [('best_score_epoch_1', 'best_score_epoch_2'), ('epoch_2', 'epoch_4'),
+                     ('best_score_epoch_2', 'best_score_epoch_4'), ('epoch_4', 'epoch_5')]:
+        events = RecordingAtomicBackend.events
+        assert events.index(f'remove {old}.pth') > events.index(f'put {new}.pth'), (old, new, events)
+    # after_train_epoch predicts a save at epochs 2, 4, 5; after_val_epoch whenever there are metrics (5 epochs)
+    assert sum(gathered) == 3 + 5
+    for name in stock_files:
+        assert len(safe_torch_load(tmp_path / 'atomic' / name)[RNG_KEY]) == 1, name
+    assert (tmp_path / 'atomic' / 'last_checkpoint').read_text() == str(tmp_path / 'atomic' / 'epoch_5.pth')
 
 
 # ------------------------------------------------------------------------------------------------ full disk
@@ -259,7 +360,7 @@ def _dist_train(cfg: str, work: Path, cwd: Path, *extra: str, **env: str) -> sub
 
 @pytest.mark.slow
 def test_distributed_kill_one_rank_then_resume_equals_uninterrupted(tmp_path):
-    from test_tools import tiny_seg_config, write_ade
+    from helpers import tiny_seg_config, write_ade
     write_ade(str(tmp_path), num_images=4)
     (tmp_path / 'kill_hook.py').write_text(KILL_HOOK)
     extra = """custom_imports = dict(imports=['mmswin.models', 'mmswin.engine', 'kill_hook'],

@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from tool_loader import load_tool
+from helpers import load_tool
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, 'tools', 'analysis', 'gpu_report.py')

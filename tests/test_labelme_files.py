@@ -18,7 +18,7 @@ from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 import mmswin.datasets.labelme as labelme  # noqa: E402
-from tool_loader import load_tool  # noqa: E402
+from helpers import load_tool  # noqa: E402
 
 labelme2mmswin = load_tool('dataset_converters/labelme2mmswin.py')  # the command line
 

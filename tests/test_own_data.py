@@ -9,7 +9,7 @@ from PIL import Image, ImageDraw
 
 import mmswin.datasets.labelme as labelme
 from mmswin.apis.errors import run_tool
-from tool_loader import load_tool
+from helpers import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 train_tool = load_tool('train.py')

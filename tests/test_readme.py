@@ -8,7 +8,7 @@ import shlex
 from pathlib import Path
 
 import pytest
-from tool_loader import load_tool
+from helpers import load_tool
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / 'README.md').read_text()

@@ -246,8 +246,7 @@ def test_enable_safeguards_on_stock_configs(config, tmp_path):
     """A user's config without any of the safeguards gets all of them, its own settings kept."""
     from mmengine.config import Config
 
-    from mmswin.engine import enable_safeguards, setup_runtime
-    setup_runtime()
+    from mmswin.engine import enable_safeguards
     (tmp_path / 'user.py').write_text(f'_base_ = {config!r}\n')
     cfg = Config.fromfile(str(tmp_path / 'user.py'))
     assert cfg.default_hooks.checkpoint.type == 'CheckpointHook' and not cfg.get('custom_hooks')

@@ -7,7 +7,7 @@ import subprocess
 import sys
 
 import pytest
-from tool_loader import TOOLS, load_tool
+from helpers import TOOLS, load_tool
 
 mmcv_build = load_tool('mmcv_build.py')
 Machine = mmcv_build.Machine

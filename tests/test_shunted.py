@@ -13,10 +13,13 @@ import mmswin.models  # noqa: F401  (registers the backbones, installs safe load
 from mmswin.models.backbones.shunted import (ShuntedTransformer, convert_shunted_checkpoint, infer_shunted_arch)
 from mmswin.models.pretrained import CheckpointMismatchError
 from mmswin.registry import MODELS
-from reference.shunted_official import build_reference, randomize_
+from helpers import load_tool
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ATOL = 1e-4
+
+_peer = load_tool('analysis/peers/shunted_official.py')  # the official computation, op for op
+build_reference, randomize_ = _peer.build_reference, _peer.randomize_
 
 
 def _pair(arch: str, seed: int = 0, **kwargs) -> tuple[nn.Module, ShuntedTransformer]:

@@ -19,25 +19,11 @@ from mmswin.models.backbones.swin import (SWIN_ARCHS, SwinTransformer, convert_s
                                           window_reverse, window_token_index)
 from mmswin.models.pretrained import CheckpointMismatchError
 from mmswin.registry import MODELS
+from helpers import max_diff, randomize_
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SMALL = dict(embed_dims=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8))
 ATOL = 1e-4
-
-
-def _randomize_(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
-    """Non-trivial weights everywhere (LayerNorms and bias tables included) so that every mapping matters."""
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            module_name = name.rsplit('.', 1)[0] if '.' in name else ''
-            if 'norm' in module_name.rsplit('.', 1)[-1] and name.endswith('.weight'):
-                p.copy_(1 + 0.2 * noise)
-            else:
-                fan_in = p[0].numel() if p.dim() > 1 else 1  # keeps activations O(1) through deep stacks
-                p.copy_(noise / fan_in ** 0.5 if p.dim() > 1 else 0.1 * noise)
-    return model
 
 
 def _small(**kwargs) -> SwinTransformer:
@@ -52,11 +38,6 @@ def _mmdet(**kwargs):
     model = MMDetSwin(**arch, **kwargs)
     model.eval()  # mmdet's train() returns None
     return model
-
-
-def _max_diff(a, b) -> float:
-    assert len(a) == len(b)
-    return max((x - y).abs().max().item() for x, y in zip(a, b))
 
 
 def _save(obj, path) -> str:
@@ -177,20 +158,18 @@ def test_window_token_index_is_the_pad_roll_partition_layout(h, w, shift):
 @pytest.mark.parametrize('size', [(61, 75), (224, 224), (5, 7)])
 def test_inference_gather_layout_equals_the_training_layout(size):
     """Under no_grad the windows are gathered by index, with grads by pad / roll / views: same outputs."""
-    model = _randomize_(_small())
+    model = randomize_(_small())
     x = torch.randn(2, 3, *size)
     with torch.no_grad():
         gathered = model(x)
     views = model(x)  # grad enabled: the view layout
-    assert _max_diff(gathered, [o.detach() for o in views]) < 1e-5
+    assert max_diff(gathered, [o.detach() for o in views]) < 1e-5
 
 
 def test_an_mmseg_swin_config_works_with_only_the_type_changed(tmp_path):
     """mmseg's stock Swin backbone dict (embed_dims / depths / num_heads / strides / qk_scale / act_cfg / norm_cfg
     ...) builds our Swin-T with a deprecation warning; mmdet's ``pretrained=`` becomes the Pretrained init_cfg."""
     from mmengine.config import Config
-    from mmswin.engine import setup_runtime
-    setup_runtime()
     (tmp_path / 'user.py').write_text("_base_ = 'mmseg::_base_/models/upernet_swin.py'\n")
     backbone = dict(Config.fromfile(str(tmp_path / 'user.py')).model.backbone, type='mmswin.SwinTransformer')
     with pytest.warns(DeprecationWarning, match='embed_dims'):
@@ -222,7 +201,7 @@ def test_no_derived_tensor_in_the_state_dict():
 # ---------------------------------------------------------------------------------------------------------------
 @pytest.fixture(scope='module')
 def mmdet_pair():
-    ref = _randomize_(_mmdet(window_size=7))
+    ref = randomize_(_mmdet(window_size=7))
     ours = _small()
     ours.load_state_dict(convert_swin_state_dict(ref.state_dict()), strict=True)
     return ref, ours
@@ -233,7 +212,7 @@ def test_parity_with_mmdet(mmdet_pair, size):
     ref, ours = mmdet_pair
     x = torch.randn(2, 3, *size)
     with torch.no_grad():
-        assert _max_diff(ours(x), ref(x)) < ATOL
+        assert max_diff(ours(x), ref(x)) < ATOL
 
 
 def test_training_gradients_match_mmdet(mmdet_pair):
@@ -242,7 +221,7 @@ def test_training_gradients_match_mmdet(mmdet_pair):
     ours.train()
     x = torch.randn(2, 3, 97, 131)
     out_ref, out_ours = ref(x), ours(x)
-    assert _max_diff(out_ours, out_ref) < ATOL
+    assert max_diff(out_ours, out_ref) < ATOL
     weights = [torch.randn_like(o) for o in out_ref]
     sum((o * w).sum() for o, w in zip(out_ref, weights)).backward()
     sum((o * w).sum() for o, w in zip(out_ours, weights)).backward()
@@ -253,20 +232,20 @@ def test_training_gradients_match_mmdet(mmdet_pair):
 
 
 def test_parity_with_mmdet_tiny_arch_through_detector_checkpoint(tmp_path):
-    ref = _randomize_(_mmdet(arch=dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))), seed=1)
+    ref = randomize_(_mmdet(arch=dict(embed_dims=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))), seed=1)
     state = {f'backbone.{k}': v for k, v in ref.state_dict().items()}
     state['neck.lateral_convs.0.conv.weight'] = torch.zeros(1)
     path = _save(dict(state_dict=state, meta=dict(epoch=12)), tmp_path / 'mask-rcnn.pth')
     ours = _load(SwinTransformer('tiny', drop_path_rate=0.0), path).eval()
     x = torch.randn(1, 3, 200, 250)
     with torch.no_grad():
-        assert _max_diff(ours(x), ref(x)) < ATOL
+        assert max_diff(ours(x), ref(x)) < ATOL
 
 
 def test_parity_with_timm_when_every_map_exceeds_the_window():
     timm = pytest.importorskip('timm')
-    ref = _randomize_(timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, img_size=448,
-                                        embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8)), seed=2).eval()
+    ref = randomize_(timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, img_size=448,
+                                       embed_dim=32, depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8)), seed=2).eval()
     ours = _load(_small(), ref.state_dict())  # timm layout, classifier head included
     x = torch.randn(1, 3, 448, 448)
     with torch.no_grad():
@@ -298,8 +277,8 @@ def layouts(tmp_path_factory):
     from mmseg.models.backbones import SwinTransformer as MMSegSwin
 
     tmp = tmp_path_factory.mktemp('layouts')
-    ref = _randomize_(timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, embed_dim=32,
-                                        depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8)), seed=3)
+    ref = randomize_(timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, embed_dim=32,
+                                       depths=(2, 2, 2, 2), num_heads=(1, 2, 4, 8)), seed=3)
     timm_sd = ref.state_dict()
     official = {}
     for k, v in timm_sd.items():
@@ -367,10 +346,19 @@ def test_every_layout_loads_strictly_to_the_same_weights(layouts, layout, detect
 
 
 def test_official_layout_gives_mmdet_outputs(layouts):
-    ours = _load(_small(), layouts['files']['mmdet'])
-    x = torch.randn(1, 3, 97, 131)
+    """The official ImageNet file: the maps of mmdet's backbone holding the same weights, whose output norms are
+    what that file implies (norm0..2 identity, norm3 the final norm)."""
+    ours = _load(_small(), layouts['files']['official'])
+    reference = copy.deepcopy(layouts['mmdet'])
+    official = torch.load(layouts['files']['official'], weights_only=True)['model']
     with torch.no_grad():
-        assert _max_diff(ours(x), layouts['mmdet'](x)) < ATOL
+        for i in range(3):
+            getattr(reference, f'norm{i}').weight.fill_(1)
+            getattr(reference, f'norm{i}').bias.zero_()
+        reference.norm3.weight.copy_(official['norm.weight'])
+        reference.norm3.bias.copy_(official['norm.bias'])
+        x = torch.randn(1, 3, 97, 131)
+        assert max_diff(ours(x), reference(x)) < ATOL
 
 
 def test_merging_order_round_trip():
@@ -387,7 +375,7 @@ def test_merging_order_round_trip():
 
 
 def test_window12_checkpoint_into_window7(tmp_path):
-    src = _randomize_(_mmdet(window_size=12), seed=4)
+    src = randomize_(_mmdet(window_size=12), seed=4)
     state = {f'backbone.{k}': v for k, v in src.state_dict().items() if 'relative_position_index' not in k}
     path = _save(dict(state_dict=state), tmp_path / 'w12.pth')
     ours = _load(_small(window_size=7), path)
@@ -403,7 +391,7 @@ def test_window12_checkpoint_into_window7(tmp_path):
     assert torch.allclose(resized, resize_relative_position_bias_table(table, 7))
     x = torch.randn(1, 3, 64, 96)
     with torch.no_grad():
-        assert _max_diff(ours(x), ref(x)) < ATOL
+        assert max_diff(ours(x), ref(x)) < ATOL
 
 
 def test_checkpoint_errors(tmp_path, layouts):
@@ -482,14 +470,14 @@ def test_frozen_stages_as_mmdet(frozen_stages):
 
 def test_with_cp_same_outputs_and_gradients():
     torch.manual_seed(0)
-    plain = _randomize_(_small(with_cp=False)).train()
+    plain = randomize_(_small(with_cp=False)).train()
     ckpt = copy.deepcopy(plain)
     for stage in ckpt.stages:
         for block in stage.blocks:
             block.with_cp = True
     x = torch.randn(2, 3, 61, 75)
     out_a, out_b = plain(x), ckpt(x)
-    assert _max_diff(out_a, out_b) == 0
+    assert max_diff(out_a, out_b) == 0
     sum((o * o).mean() for o in out_a).backward()
     sum((o * o).mean() for o in out_b).backward()
     for (name, a), b in zip(plain.named_parameters(), ckpt.parameters()):
@@ -522,12 +510,12 @@ def test_invalid_arguments(kwargs, match):
 
 
 def test_abs_pos_embed_resized_to_the_input(tmp_path):
-    ref = _randomize_(_mmdet(use_abs_pos_embed=True, pretrain_img_size=224), seed=5)
+    ref = randomize_(_mmdet(use_abs_pos_embed=True, pretrain_img_size=224), seed=5)
     path = _save(dict(state_dict={f'backbone.{k}': v for k, v in ref.state_dict().items()}), tmp_path / 'abs.pth')
     ours = _load(_small(use_abs_pos_embed=True, pretrain_img_size=224), path)
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
-        assert _max_diff(ours(x), ref(x)) < ATOL  # at the pretraining size mmdet works
+        assert max_diff(ours(x), ref(x)) < ATOL  # at the pretraining size mmdet works
     grid = ours.absolute_pos_embed.detach().view(1, 56, 56, 32).permute(0, 3, 1, 2)
     expected = F.interpolate(grid, size=(40, 72), mode='bicubic', align_corners=False).flatten(2).transpose(1, 2)
     assert torch.allclose(ours._abs_pos_embed((40, 72)), expected)
@@ -541,7 +529,7 @@ def test_abs_pos_embed_resized_to_the_input(tmp_path):
 
 
 def test_bf16_autocast_forward_backward():
-    model = _randomize_(_small()).train()
+    model = randomize_(_small()).train()
     x = torch.randn(1, 3, 97, 131)
     reference = model(x)
     with torch.autocast('cpu', dtype=torch.bfloat16):
@@ -554,7 +542,7 @@ def test_bf16_autocast_forward_backward():
 
 
 def test_fp16_autocast_forward_if_the_cpu_supports_it():
-    model = _randomize_(_small()).eval()
+    model = randomize_(_small()).eval()
     x = torch.randn(1, 3, 64, 80)
     try:
         with torch.no_grad(), torch.autocast('cpu', dtype=torch.float16):

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
@@ -20,73 +19,17 @@ pytest.importorskip('mmseg')
 from mmengine.config import Config  # noqa: E402
 
 from mmswin.datasets.checks import DataCheckError  # noqa: E402
-from mmswin.engine import setup_runtime  # noqa: E402
 from mmswin.utils.checkpoint_io import CheckpointNotFoundError  # noqa: E402
-from tool_loader import load_tool  # noqa: E402
-
-setup_runtime()
-
-REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-TOOLS = osp.join(REPO, 'tools')
+import helpers  # noqa: E402
+from helpers import SIZE, load_tool, tiny_det_config, tiny_seg_config, write_ade, write_coco  # noqa: E402
 
 
+REPO, TOOLS = str(helpers.REPO), str(helpers.TOOLS)
 get_flops = load_tool('analysis/get_flops.py')
 benchmark_model = load_tool('analysis/benchmark_model.py')
 infer = load_tool('infer.py')
 test_tool = load_tool('test.py')
 train_tool = load_tool('train.py')
-
-SIZE = 64
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Tiny synthetic data sets in the real layouts.
-
-def _image(rng: np.random.Generator) -> np.ndarray:
-    return rng.integers(0, 256, (SIZE, SIZE, 3), dtype=np.uint8)
-
-
-def write_coco(root: str, num_images: int = 4) -> str:
-    """COCO layout under root/coco: 64x64 images with two rectangular instances each (person, bicycle); the json
-    lists all 80 COCO categories (mmdet's label indices follow the category list)."""
-    import mmcv
-    from mmdet.datasets import CocoDataset
-    categories = [dict(id=i + 1, name=name) for i, name in enumerate(CocoDataset.METAINFO['classes'])]
-    rng = np.random.default_rng(0)
-    coco = osp.join(root, 'coco')
-    os.makedirs(osp.join(coco, 'annotations'), exist_ok=True)
-    for split in ('train2017', 'val2017'):
-        os.makedirs(osp.join(coco, split), exist_ok=True)
-        images, anns = [], []
-        for i in range(1, num_images + 1):
-            name = f'{i:012d}.jpg'
-            mmcv.imwrite(_image(rng), osp.join(coco, split, name))
-            images.append(dict(id=i, file_name=name, width=SIZE, height=SIZE))
-            for k, (x, y, w, h) in enumerate([(4, 6, 30, 40), (36, 20, 24, 30)]):
-                anns.append(dict(id=len(anns) + 1, image_id=i, category_id=(1, 2)[k], iscrowd=0, area=w * h,
-                                 bbox=[x, y, w, h], segmentation=[[x, y, x + w, y, x + w, y + h, x, y + h]]))
-        with open(osp.join(coco, 'annotations', f'instances_{split}.json'), 'w') as f:
-            json.dump(dict(images=images, annotations=anns,
-                           categories=categories), f)
-    return coco
-
-
-def write_ade(root: str, num_images: int = 2) -> str:
-    """ADE20K layout under root/ade/ADEChallengeData2016: 64x64 images, label PNGs with values 0..150."""
-    import mmcv
-    rng = np.random.default_rng(1)
-    ade = osp.join(root, 'ade', 'ADEChallengeData2016')
-    for split in ('training', 'validation'):
-        os.makedirs(osp.join(ade, 'images', split), exist_ok=True)
-        os.makedirs(osp.join(ade, 'annotations', split), exist_ok=True)
-        for i in range(num_images):
-            mmcv.imwrite(_image(rng), osp.join(ade, 'images', split, f'ADE_{split}_{i:08d}.jpg'))
-            label = np.zeros((SIZE, SIZE), np.uint8)
-            label[:32] = 1 + i
-            label[32:, :40] = 13
-            label[32:, 40:] = 150
-            mmcv.imwrite(label, osp.join(ade, 'annotations', split, f'ADE_{split}_{i:08d}.png'))
-    return ade
 
 
 @pytest.fixture(scope='module')
@@ -95,87 +38,6 @@ def data_dir(tmp_path_factory):
     write_coco(root)
     write_ade(root)
     return root
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Tiny configs: real configs, shrunk backbone, 64x64 pipelines, synthetic data.
-
-TINY_SWIN = 'dict(_delete_=True, embed_dims=32, depths=(1, 1, 2, 1), num_heads=(1, 2, 4, 8))'
-
-
-def tiny_det_config(path: str, data_root: str, extra: str = '') -> str:
-    text = f"""_base_ = {osp.join(REPO, 'configs', 'mask_rcnn_swin_t_fpn_1x_coco.py')!r}
-data_root = {data_root + '/'!r}
-model = dict(
-    backbone=dict(arch={TINY_SWIN}, init_cfg=None),
-    neck=dict(in_channels=[32, 64, 128, 256]),
-    train_cfg=dict(rpn=dict(sampler=dict(num=32)), rpn_proposal=dict(nms_pre=200, max_per_img=50),
-                   rcnn=dict(sampler=dict(num=16))),
-    # score_thr 0: an (almost) untrained detector still predicts boxes, so the outputs can be checked
-    test_cfg=dict(rpn=dict(nms_pre=200, max_per_img=50), rcnn=dict(score_thr=0.0, max_per_img=10)))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='Resize', scale=({SIZE}, {SIZE}), keep_ratio=True),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PackDetInputs'),
-]
-train_dataloader = dict(batch_size=1, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=({SIZE}, {SIZE}), keep_ratio=True),
-    dict(type='LoadAnnotations', with_bbox=True, with_mask=True),
-    dict(type='PackDetInputs', meta_keys=('img_id', 'img_path', 'ori_shape', 'img_shape', 'scale_factor')),
-]
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json')
-test_evaluator = val_evaluator
-default_hooks = dict(logger=dict(interval=1))
-{extra}
-"""
-    with open(path, 'w') as f:
-        f.write(text)
-    return path
-
-
-def tiny_seg_config(path: str, data_root: str, extra: str = '') -> str:
-    text = f"""_base_ = {osp.join(REPO, 'configs', 'upernet_swin_t_ade20k.py')!r}
-data_root = {data_root!r}
-model = dict(
-    data_preprocessor=dict(size=({SIZE}, {SIZE})),
-    backbone=dict(arch={TINY_SWIN}, init_cfg=None),
-    decode_head=dict(in_channels=[32, 64, 128, 256], channels=32),
-    auxiliary_head=dict(in_channels=128, channels=16))
-train_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='RandomResize', scale=({SIZE}, {SIZE}), ratio_range=(1.0, 1.5), keep_ratio=True),
-    dict(type='RandomCrop', crop_size=({SIZE}, {SIZE}), cat_max_ratio=0.75),
-    dict(type='RandomFlip', prob=0.5),
-    dict(type='PhotoMetricDistortion'),
-    dict(type='PackSegInputs'),
-]
-test_pipeline = [
-    dict(type='LoadImageFromFile'),
-    dict(type='Resize', scale=({SIZE}, {SIZE}), keep_ratio=True),
-    dict(type='LoadAnnotations', reduce_zero_label=True),
-    dict(type='PackSegInputs'),
-]
-train_dataloader = dict(batch_size=2, num_workers=0, persistent_workers=False,
-                        dataset=dict(data_root=data_root, pipeline=train_pipeline))
-val_dataloader = dict(num_workers=0, persistent_workers=False,
-                      dataset=dict(data_root=data_root, pipeline=test_pipeline))
-test_dataloader = val_dataloader
-train_cfg = dict(max_iters=2, val_interval=2)
-default_hooks = dict(logger=dict(interval=1), checkpoint=dict(interval=2))
-{extra}
-"""
-    with open(path, 'w') as f:
-        f.write(text)
-    return path
 
 
 # ---------------------------------------------------------------------------------------------------------------

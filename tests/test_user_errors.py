@@ -20,10 +20,11 @@ from PIL import Image
 
 from mmswin.apis import check_annotation_files, run_tool
 from mmswin.datasets import DataCheckError, check_dataset
-from test_tools import TOOLS, tiny_det_config, tiny_seg_config, train_tool, write_ade, write_coco
-from tool_loader import load_tool
+from helpers import TOOLS, load_tool, tiny_det_config, tiny_seg_config, write_ade, write_coco
 
 REPO = Path(__file__).resolve().parents[1]
+
+train_tool = load_tool('train.py')
 
 
 def _tool(argv: list[str], capsys) -> tuple[int, str]:

@@ -24,7 +24,7 @@ from mmswin.models.backbones.swin import (SwinTransformer, convert_swin_state_di
                                           detect_swin_layout, relative_position_index, shift_window_mask,
                                           unfold_to_official_order)
 
-from test_swin import _max_diff, _randomize_  # noqa: E402  (non-trivial weights everywhere)
+from helpers import max_diff as _max_diff, randomize_ as _randomize_  # noqa: E402
 
 setup_runtime()
 

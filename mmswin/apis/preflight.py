@@ -5,9 +5,9 @@
 * :func:`find_missing_pretrained` / :func:`missing_pretrained_message`: a backbone ``init_cfg`` of type
   ``Pretrained`` pointing at a local file that does not exist, with how to get the file or train from scratch.
 
-Only the standard library is imported at module level (``check_annotation_files`` imports the data checks when
-called). Configs are read duck-typed: anything that behaves like a mapping (``mmengine.Config``, ``ConfigDict``,
-``dict``).
+Imports the standard library and :mod:`mmswin.datasets` (whose checks bring numpy and PIL), neither torch nor
+mmdet / mmseg. Configs are read duck-typed: anything that behaves like a mapping (``mmengine.Config``,
+``ConfigDict``, ``dict``).
 """
 from __future__ import annotations
 
@@ -292,7 +292,7 @@ def drop_pretrained_init(cfg: Any) -> list[str]:
     backbone weights. Returns the config keys that were changed.
     """
     changed = []
-    for key, path in find_missing_pretrained(cfg):
+    for key, _ in find_missing_pretrained(cfg):
         parts = key.split('.')[1:-2]  # drop leading 'model' and trailing 'init_cfg.checkpoint'
         node = cfg['model']
         for part in parts:

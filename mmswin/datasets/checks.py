@@ -116,7 +116,7 @@ def check_sample(info: Mapping, level: str = 'header', *, num_classes: int | Non
     if level == 'exists':
         if info.get('seg_map_path'):
             image_size(info['seg_map_path'], level, 'label map', source=source)
-        return
+        return ''
     width, height = info.get('width'), info.get('height')
     if width is not None and height is not None and (int(width), int(height)) != img.size:
         raise DataCheckError(f'image {img_path} is {img.size[0]}x{img.size[1]} but its annotation '

@@ -136,11 +136,11 @@ def build_shunted_s() -> nn.Module:
 
 
 def load_shunted_reference() -> ModuleType:
-    """tests/reference/shunted_official.py as a module (``build_reference``, ``randomize_``): not a package."""
+    """tools/analysis/peers/shunted_official.py as a module (``build_reference``, ``randomize_``): not a package."""
     import importlib.util
     if 'shunted_official' not in sys.modules:
-        spec = importlib.util.spec_from_file_location(
-            'shunted_official', os.path.join(ROOT, 'tests', 'reference', 'shunted_official.py'))
+        path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'peers', 'shunted_official.py')
+        spec = importlib.util.spec_from_file_location('shunted_official', path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         sys.modules['shunted_official'] = module
@@ -149,7 +149,7 @@ def load_shunted_reference() -> ModuleType:
 
 @case('shunted_s_official')
 def build_shunted_s_official() -> nn.Module:
-    """tests/reference/shunted_official.py: the official computation op for op (explicit softmax attention)."""
+    """tools/analysis/peers/shunted_official.py: the official computation op for op (explicit softmax attention)."""
     module = load_shunted_reference()
     return _Pyramid(module.build_reference('small', num_classes=0, drop_path_rate=DROP_PATH_RATE))
 

@@ -9,7 +9,7 @@ interleaved, median of ``--repeats`` runs after the first call and ``--warmup`` 
   (else its column says why not); eager, and ``torch.compile``d (inductor, default mode, static shapes, compiled
   afresh for each workload; "first call" is the compile time);
 * Shunted-S in float32 with TF32 matrix products and convolutions: mmswin against the op-for-op port of the official
-  code (``tests/reference/shunted_official.py``), eager;
+  code (``tools/analysis/peers/shunted_official.py``), eager;
 * workloads batch 16 at 512x512 and batch 2 at 896x1344; the training step (forward + backward of the sum of the
   output maps' means) and the eval forward; the peak CUDA memory of one training step per model (growth of
   ``torch.cuda.max_memory_allocated``, in this process); each row's ratio is mmswin / the faster (smaller) peer.

@@ -4,7 +4,8 @@
 It is the yardstick for mmswin's ``ShuntedTransformer``: the same parameter names as the released ImageNet
 checkpoints (``patch_embed1.conv.0.weight``, ``block3.5.attn.kv1.weight``, ``norm4.bias``, ``head.weight``, ...) and
 the plain computation -- explicit ``q @ k^T``, softmax, ``@ v`` -- with the official reshapes, eps values and
-floor sizes. Nothing here is optimised on purpose; the tests and ``tools/analysis`` benchmarks compare against it.
+floor sizes. Nothing here is optimised on purpose: the benchmarks of ``tools/analysis`` time mmswin against it, and
+the tests (``tests/test_shunted.py``) check mmswin's outputs against it.
 
 ``ShuntedReference.forward_pyramid`` returns the outputs of the per-stage norms ``norm1..norm4`` as NCHW maps;
 ``forward`` is the classifier (mean over the last stage's tokens, then ``head``).
