@@ -17,6 +17,7 @@ TINY = {  # the smallest arch of each family that still has every stage
     'swin': dict(arch=dict(embed_dims=8, depths=(2, 1, 1, 1), num_heads=(1, 1, 2, 2)), window_size=3),
     'shunted': dict(arch=dict(depths=(1, 1, 1, 1), num_conv=0, embed_dims=(8, 16, 32, 32),
                               num_heads=(2, 2, 4, 4))),
+    'swinv2': dict(arch=dict(embed_dims=8, depths=(2, 1, 1, 1), num_heads=(1, 1, 2, 2)), window_size=3),
 }
 FAMILY_NAMES = sorted(FAMILIES)
 
@@ -29,7 +30,7 @@ def _build(family: str, **kwargs) -> PyramidBackbone:
 
 
 def test_every_family_is_covered():
-    assert {'swin', 'shunted'} <= set(FAMILIES)
+    assert {'swin', 'shunted', 'swinv2'} <= set(FAMILIES)
     assert set(FAMILIES) <= set(TINY), f'add a tiny arch for {sorted(set(FAMILIES) - set(TINY))} to TINY'
 
 

@@ -56,6 +56,11 @@ PRETRAINED = {
     ('swin', 'b', '1k'): 'checkpoints/swin_base_patch4_window7_224.pth',
     ('swin', 'b', '22k'): 'checkpoints/swin_base_patch4_window12_384_22k.pth',
     ('swin', 'l', '22k'): 'checkpoints/swin_large_patch4_window12_384_22k.pth',
+    ('swinv2', 't', '1k'): 'checkpoints/swinv2_tiny_patch4_window16_256.pth',
+    ('swinv2', 's', '1k'): 'checkpoints/swinv2_small_patch4_window16_256.pth',
+    ('swinv2', 'b', '1k'): 'checkpoints/swinv2_base_patch4_window16_256.pth',
+    ('swinv2', 'b', '22k'): 'checkpoints/swinv2_base_patch4_window12_192_22k.pth',
+    ('swinv2', 'l', '22k'): 'checkpoints/swinv2_large_patch4_window12_192_22k.pth',
     ('shunted', 't', '1k'): 'checkpoints/shunted_t.pth',
     ('shunted', 's', '1k'): 'checkpoints/shunted_s.pth',
     ('shunted', 'b', '1k'): 'checkpoints/shunted_b.pth',
@@ -70,12 +75,15 @@ DROP_PATH = {
     ('cascade_mask_rcnn', 'shunted'): {'t': 0.1, 's': 0.1, 'b': 0.1},
     ('retinanet', 'shunted'): {'t': 0.1, 's': 0.1},
     ('upernet', 'shunted'): {'t': 0.1, 's': 0.2, 'b': 0.3},  # our choice: the ImageNet rates
+    ('mask_rcnn', 'swinv2'): {'t': 0.2, 's': 0.3, 'b': 0.3},  # our choice: the V1 rates (mmdet / official B)
+    ('cascade_mask_rcnn', 'swinv2'): {'t': 0.2, 's': 0.3, 'b': 0.3},
+    ('upernet', 'swinv2'): {'t': 0.3, 's': 0.3, 'b': 0.3, 'l': 0.3},  # the V1 UperNet rate
 }
 
 
 class Parts(NamedTuple):
     model: str  # mask_rcnn, cascade_mask_rcnn, retinanet, upernet
-    family: str  # swin, shunted
+    family: str  # swin, swinv2, shunted
     size: str  # t, s, b, l
     schedule: str  # 1x, 3x, 160k
     pretrain: str  # 1k (ImageNet-1k, 224) or 22k (ImageNet-22K, 384, window 12)
@@ -83,7 +91,7 @@ class Parts(NamedTuple):
 
 def _parts(name: str) -> Parts:
     """What a config file name says: model, backbone family, size letter, schedule, pretraining."""
-    m = re.match(r'(mask_rcnn|cascade_mask_rcnn|retinanet|upernet)_(swin|shunted)_([tsbl])_'
+    m = re.match(r'(mask_rcnn|cascade_mask_rcnn|retinanet|upernet)_(swin|swinv2|shunted)_([tsbl])_'
                  r'(?:fpn_(1x|3x)_coco|ade20k(_640_22k)?)\.py$', name)
     assert m, name
     return Parts(m.group(1), m.group(2), m.group(3), m.group(4) or '160k', '22k' if m.group(5) else '1k')
@@ -124,7 +132,8 @@ def test_config_contract(name):
     # scalars into the first run's log dir
     assert 'name' not in cfg.visualizer, cfg.visualizer
     backbone = cfg.model.backbone
-    assert backbone.type == {'swin': 'mmswin.SwinTransformer', 'shunted': 'mmswin.ShuntedTransformer'}[family]
+    assert backbone.type == {'swin': 'mmswin.SwinTransformer', 'swinv2': 'mmswin.SwinTransformerV2',
+                             'shunted': 'mmswin.ShuntedTransformer'}[family]
     assert backbone.arch == ARCH[size]
     pretrained = PRETRAINED[family, size, parts.pretrain]
     assert backbone.init_cfg == dict(type='Pretrained', checkpoint=pretrained)
@@ -138,9 +147,9 @@ def test_config_contract(name):
     # the missing-file message knows where the file comes from
     msg = missing_pretrained_message([('model.backbone.init_cfg.checkpoint', pretrained)])
     assert 'model.backbone.init_cfg=None' in msg
-    source = 'https://github.com/SwinTransformer/storage' if family == 'swin' else 'drive.google.com'
+    source = 'https://github.com/SwinTransformer/storage' if family != 'shunted' else 'drive.google.com'
     assert source in msg
-    if family == 'swin':  # the download address of exactly this file
+    if family != 'shunted':  # the download address of exactly this file
         assert PRETRAINED_SOURCES[osp.basename(pretrained)].endswith('/' + osp.basename(pretrained))
 
 
@@ -151,6 +160,8 @@ def _milestones(cfg: Config) -> tuple[int, list[int]]:
 
 
 SWIN_NO_DECAY = {'absolute_pos_embed': 0., 'relative_position_bias_table': 0., 'norm': 0.}
+# V2 adds the official optimizer's no-decay parameters: the position-bias MLP, the logit scales, the q / v biases
+SWINV2_NO_DECAY = {**SWIN_NO_DECAY, 'cpb_mlp': 0., 'logit_scale': 0., 'q_bias': 0., 'v_bias': 0.}
 # (model, family) -> optimizer type, lr, weight decay, warm-up iterations, no-decay keys (None: decay everywhere)
 DET_OPTIMIZERS = {
     ('mask_rcnn', 'swin'): ('AdamW', 1e-4, 0.05, 1000, SWIN_NO_DECAY),  # mmdet 3.x / official Swin
@@ -159,12 +170,14 @@ DET_OPTIMIZERS = {
     ('mask_rcnn', 'shunted'): ('AdamW', 2e-4, 1e-4, 500, None),  # PVT v2 Mask R-CNN
     ('retinanet', 'shunted'): ('AdamW', 1e-4, 1e-4, 500, None),  # PVT v2 RetinaNet
     ('retinanet', 'swin'): ('SGD', 0.01, 1e-4, 500, None),  # mmdet 3.x Swin RetinaNet: RetinaNet's stock SGD
+    ('mask_rcnn', 'swinv2'): ('AdamW', 1e-4, 0.05, 1000, SWINV2_NO_DECAY),  # the Swin recipes
+    ('cascade_mask_rcnn', 'swinv2'): ('AdamW', 1e-4, 0.05, 1000, SWINV2_NO_DECAY),
 }
 CASCADE_STDS = ([0.1, 0.1, 0.2, 0.2], [0.05, 0.05, 0.1, 0.1], [0.033, 0.033, 0.067, 0.067])
 
 
 def _widths(family: str, size: str) -> list[int]:
-    return [SWIN_WIDTH[ARCH[size]] * 2**i for i in range(4)] if family == 'swin' else [64, 128, 256, 512]
+    return [SWIN_WIDTH[ARCH[size]] * 2**i for i in range(4)] if family != 'shunted' else [64, 128, 256, 512]
 
 
 @pytest.mark.parametrize('name', DET_CONFIGS)
@@ -244,8 +257,9 @@ def test_segmentation_recipe(name):
     assert warm_end == 1500 and poly.type == 'PolyLR' and poly.power == 1.0 and poly.end == 160000
     opt = cfg.optim_wrapper.optimizer
     assert (opt.type, opt.lr, opt.weight_decay, tuple(opt.betas)) == ('AdamW', 6e-5, 0.01, (0.9, 0.999))
-    assert set(cfg.optim_wrapper.paramwise_cfg.custom_keys) == {
-        'absolute_pos_embed', 'relative_position_bias_table', 'norm'}
+    keys = cfg.optim_wrapper.paramwise_cfg.custom_keys
+    no_decay = SWINV2_NO_DECAY if parts.family == 'swinv2' else SWIN_NO_DECAY
+    assert {k: v.decay_mult for k, v in keys.items()} == no_decay
     head, aux = cfg.model.decode_head, cfg.model.auxiliary_head
     assert head.type == 'UPerHead' and tuple(head.pool_scales) == (1, 2, 3, 6) and head.channels == 512
     assert head.num_classes == aux.num_classes == 150 and head.norm_cfg.type == 'SyncBN'
@@ -253,7 +267,16 @@ def test_segmentation_recipe(name):
     widths = _widths(parts.family, parts.size)
     assert head.in_channels == widths and aux.in_channels == widths[2]
     assert cfg.model.backbone.drop_path_rate == _drop_path(parts)
-    if parts.pretrain == '22k':  # ImageNet-22K weights at 384: window 12, 640x640 crops from the 2560x640 scale
+    if parts.family == 'swinv2':  # window 16 (24 for the 22K window-12 weights, transferred from (12, 12, 12, 6))
+        bb = cfg.model.backbone
+        assert 'pretrain_img_size' not in bb
+        if parts.pretrain == '22k':
+            assert (bb.window_size, tuple(bb.pretrained_window_size)) == (24, (12, 12, 12, 6))
+            crop, scale = (640, 640), (2560, 640)
+        else:
+            assert bb.window_size == 16 and 'pretrained_window_size' not in bb
+            crop, scale = (512, 512), (2048, 512)
+    elif parts.pretrain == '22k':  # ImageNet-22K weights at 384: window 12, 640x640 crops from the 2560x640 scale
         assert cfg.model.backbone.window_size == 12 and cfg.model.backbone.pretrain_img_size == 384
         crop, scale = (640, 640), (2560, 640)
     else:
@@ -302,7 +325,7 @@ def shrink(cfg: Config) -> Config:
     """Depth-reduced backbone, small sample counts, no pretrained file, 64x64 crops."""
     bb = cfg.model.backbone
     bb.init_cfg = None
-    if bb.type == 'mmswin.SwinTransformer':
+    if bb.type in ('mmswin.SwinTransformer', 'mmswin.SwinTransformerV2'):
         arch = bb.arch
         bb.arch = dict(embed_dims=SWIN_WIDTH[arch], depths=(2, 2, 2, 2), num_heads=SWIN_HEADS[arch])
     else:

@@ -37,7 +37,7 @@ import mmswin.apis.export as E  # noqa: E402  (the export functions)
 
 def _backbone(family: str) -> torch.nn.Module:
     torch.manual_seed(0)
-    return E.build_backbone(family, SWIN_SMALL if family == 'swin' else SHUNTED_SMALL)
+    return E.build_backbone(family, SHUNTED_SMALL if family == 'shunted' else SWIN_SMALL)
 
 
 def _session(path: str):
@@ -140,6 +140,15 @@ def test_torch_export_shunted_equals_eager():
     _check_program(program.module(), backbone, [(63, 97), (131, 99)], 63)
 
 
+def test_torch_export_swinv2_equals_eager():
+    """Swin V2 (window 8): every stage map larger than the window from 257 px on, so one program serves every size
+    from there (no shrunk-window branch inside the range)."""
+    backbone = _backbone('swinv2')
+    assert E.min_export_side(backbone) == 257  # 8 * 32 + 1
+    program = E.capture(backbone, torch.randn(1, 3, 288, 320), 257, dynamic_batch=False, inference=True)
+    _check_program(program.module(), backbone, [(257, 321), (417, 333)], 257)
+
+
 @pytest.mark.slow
 def test_torch_export_swin_saved_and_loaded_equals_eager(tmp_path):
     backbone = _backbone('swin')
@@ -156,13 +165,14 @@ def test_torch_export_swin_saved_and_loaded_equals_eager(tmp_path):
 @pytest.mark.parametrize('family,sizes', [
     ('swin', [(1, 256, 320), (1, 257, 321), (2, 417, 333)]),
     ('shunted', [(1, 63, 97), (2, 131, 99), (1, 257, 321)]),
+    ('swinv2', [(1, 288, 320), (1, 289, 321), (2, 417, 333)]),
 ])
 def test_onnx_backbone_matches_pytorch(family, sizes, tmp_path):
     """One ONNX file, dynamic batch / height / width, ONNX Runtime within 1e-4 of PyTorch at three sizes."""
     backbone = _backbone(family)
     minimum = E.min_export_side(backbone)
     path = str(tmp_path / f'{family}.onnx')
-    info = E.export_onnx(backbone, path, torch.randn(2, 3, 256, 320), minimum,
+    info = E.export_onnx(backbone, path, torch.randn(2, 3, 288, 320), minimum,
                          output_names=['level0', 'level1', 'level2', 'level3'])
     assert info['inputs'] == {'input': ['batch', 3, 'height', 'width']}
     assert list(info['outputs']) == ['level0', 'level1', 'level2', 'level3']

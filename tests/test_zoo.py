@@ -19,14 +19,12 @@ from mmengine.config import Config  # noqa: E402
 from mmengine.registry import MODELS, init_default_scope  # noqa: E402
 
 import mmswin.models  # noqa: E402,F401
-from mmswin.engine import setup_runtime  # noqa: E402
 from mmswin.models.backbones.swin import (SwinTransformer, convert_swin_state_dict,  # noqa: E402
                                           detect_swin_layout, relative_position_index, shift_window_mask,
                                           unfold_to_official_order)
 
 from helpers import max_diff as _max_diff, randomize_ as _randomize_  # noqa: E402
 
-setup_runtime()
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CONFIG_DIR = osp.join(REPO, 'configs')
@@ -48,7 +46,24 @@ PARAMS = {
     # window 12: larger relative position bias tables than window 7 (Swin-B: + 135_360)
     'upernet_swin_b_ade20k_640_22k.py': (121_415_076, 86_880_376),
     'upernet_swin_l_ade20k_640_22k.py': (233_962_976, 195_201_204),
+    # Swin V2 (window 16, or 24 for the 22K configs: the continuous bias has the same size at every window)
+    'mask_rcnn_swinv2_t_fpn_1x_coco.py': (47_853_402, 27_579_498),
+    'mask_rcnn_swinv2_t_fpn_3x_coco.py': (47_853_402, 27_579_498),
+    'mask_rcnn_swinv2_s_fpn_1x_coco.py': (69_234_666, 48_960_762),
+    'mask_rcnn_swinv2_s_fpn_3x_coco.py': (69_234_666, 48_960_762),
+    'mask_rcnn_swinv2_b_fpn_1x_coco.py': (107_292_392, 86_895_608),
+    'mask_rcnn_swinv2_b_fpn_3x_coco.py': (107_292_392, 86_895_608),
+    'cascade_mask_rcnn_swinv2_t_fpn_3x_coco.py': (85_688_604, 27_579_498),
+    'cascade_mask_rcnn_swinv2_s_fpn_3x_coco.py': (107_069_868, 48_960_762),
+    'cascade_mask_rcnn_swinv2_b_fpn_3x_coco.py': (145_127_594, 86_895_608),
+    'upernet_swinv2_t_ade20k.py': (60_000_662, 27_579_498),
+    'upernet_swinv2_s_ade20k.py': (81_381_926, 48_960_762),
+    'upernet_swinv2_b_ade20k.py': (121_430_308, 86_895_608),
+    'upernet_swinv2_b_ade20k_640_22k.py': (121_430_308, 86_895_608),
+    'upernet_swinv2_l_ade20k_640_22k.py': (233_967_392, 195_205_620),
 }
+# Published SwinV2 ImageNet-1K classifier parameters, in M (official README): the backbone plus the 1000-class head.
+PUBLISHED_CLASSIFIER_M = {'swinv2_t': 28, 'swinv2_s': 50, 'swinv2_b': 88, 'swinv2_l': 197}
 # Published whole-model parameters, in M (Swin-Transformer-Object-Detection README: Cascade Mask R-CNN;
 # Swin-Transformer README / paper Table 3: UperNet 22K). RetinaNet and the Shunted configs have none.
 PUBLISHED_M = {
@@ -75,12 +90,17 @@ def test_parameter_counts(name):
     assert (_count(model), _count(model.backbone)) == PARAMS[name]
     if name in PUBLISHED_M:
         assert abs(_count(model) / 1e6 / PUBLISHED_M[name] - 1) < 0.02
+    v2 = next((k for k in PUBLISHED_CLASSIFIER_M if f'_{k}_' in name), None)
+    if v2:
+        classifier = _count(model.backbone) + model.backbone.num_features[-1] * 1001
+        assert abs(classifier / 1e6 / PUBLISHED_CLASSIFIER_M[v2] - 1) < 0.02
 
 
 def test_every_new_zoo_config_has_a_pinned_size():
     import glob
     names = {osp.basename(p) for p in glob.glob(osp.join(CONFIG_DIR, '*.py'))}
-    zoo = {n for n in names if n.startswith(('cascade_mask_rcnn_', 'retinanet_')) or n.endswith('_22k.py')}
+    zoo = {n for n in names
+           if n.startswith(('cascade_mask_rcnn_', 'retinanet_')) or n.endswith('_22k.py') or '_swinv2_' in n}
     assert zoo == set(PARAMS)
 
 

@@ -225,6 +225,11 @@ PRETRAINED_SOURCES: dict[str, str] = {
         'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_base_patch4_window12_384_22k.pth',
     'swin_large_patch4_window12_384_22k.pth':
         'https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_large_patch4_window12_384_22k.pth',
+    # Swin V2 (official release v2.0.0): ImageNet-1K at 256x256, window 16; ImageNet-22K at 192x192, window 12
+    **{name: f'https://github.com/SwinTransformer/storage/releases/download/v2.0.0/{name}' for name in (
+        'swinv2_tiny_patch4_window16_256.pth', 'swinv2_small_patch4_window16_256.pth',
+        'swinv2_base_patch4_window16_256.pth', 'swinv2_base_patch4_window12_192_22k.pth',
+        'swinv2_large_patch4_window12_192_22k.pth')},
 }
 _SHUNTED_SOURCE = ('the Google Drive folder of the official Shunted Transformer release '
                    '(https://github.com/OliverRensu/Shunted-Transformer#model-zoo: '

@@ -35,6 +35,8 @@ Examples::
 
     # CPU eager, batch 2 at 512 (a few minutes on 2 cores)
     python tools/analysis/benchmark_backbones.py --models mmswin_swin_t mmdet_swin_t timm_swin_t --repeats 5
+    # Swin V2: SwinV2-T (window 8) against timm's swinv2_tiny_window8_256, batch 2 at 512
+    python tools/analysis/benchmark_backbones.py --models mmswin_swinv2_t timm_swinv2_t --repeats 5
     # CPU eager, float32 and bfloat16 autocast side by side, batch 2 at 384
     python tools/analysis/benchmark_backbones.py --models mmswin_swin_t timm_swin_t --size 384 --amp fp32 bf16
     # CPU inductor, batch 2 at 384
@@ -115,6 +117,22 @@ def build_timm_swin_t() -> nn.Module:
     import timm
     height, width = (int(v) for v in os.environ.get('BENCH_SIZE', '512x512').split('x'))
     return _TimmFeatures(timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, features_only=True,
+                                           img_size=(height, width), drop_path_rate=DROP_PATH_RATE))
+
+
+@case('mmswin_swinv2_t')
+def build_mmswin_swinv2_t() -> nn.Module:
+    """SwinV2-T at window 8 (the swinv2_tiny_window8_256 ImageNet model)."""
+    from mmswin.models.backbones.swin_v2 import SwinTransformerV2
+    return SwinTransformerV2('tiny', window_size=8, drop_path_rate=DROP_PATH_RATE)
+
+
+@case('timm_swinv2_t')
+def build_timm_swinv2_t() -> nn.Module:
+    """timm's swinv2_tiny_window8_256, features_only at the benchmark size (timm builds V2 for one input size)."""
+    import timm
+    height, width = (int(v) for v in os.environ.get('BENCH_SIZE', '512x512').split('x'))
+    return _TimmFeatures(timm.create_model('swinv2_tiny_window8_256', pretrained=False, features_only=True,
                                            img_size=(height, width), drop_path_rate=DROP_PATH_RATE))
 
 

@@ -49,8 +49,9 @@ from mmswin.models.pretrained import CheckpointMismatchError
 from mmswin.registry import MODELS
 
 __all__ = [
-    'SwinTransformer', 'SWIN_ARCHS', 'relative_position_index', 'window_partition', 'window_reverse',
-    'shift_window_mask', 'window_attention', 'window_token_index', 'resize_relative_position_bias_table',
+    'SwinTransformer', 'SWIN_ARCHS', 'resolve_swin_arch', 'relative_position_index', 'window_partition',
+    'window_reverse', 'shift_window_mask', 'window_attention', 'window_token_index',
+    'resize_relative_position_bias_table',
     'resize_abs_pos_embed', 'detect_swin_layout', 'describe_swin_state_dict', 'convert_swin_state_dict',
     'official_to_unfold_order', 'unfold_to_official_order',
 ]
@@ -531,7 +532,8 @@ SWIN_ARCHS: dict[str, dict[str, Any]] = {
 }
 
 
-def _resolve_arch(arch: str | Mapping[str, Any]) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+def resolve_swin_arch(arch: str | Mapping[str, Any]) -> tuple[int, tuple[int, ...], tuple[int, ...]]:
+    """A preset name or an arch dict -> ``(embed_dims, depths, num_heads)``, checked (Swin V1 and V2 share them)."""
     if isinstance(arch, str):
         if arch.lower() not in SWIN_ARCHS:
             raise ValueError(f'arch={arch!r} is not a Swin preset; valid names are {", ".join(SWIN_ARCHS)}, '
@@ -629,7 +631,7 @@ class SwinTransformer(PyramidBackbone):
                  frozen_stages: int = -1, with_cp: bool = False, compile: bool | dict = False,
                  init_cfg: dict | None = None, **mmdet_arguments: Any) -> None:
         arch, init_cfg = _from_mmdet_arguments(mmdet_arguments, arch, init_cfg, patch_size)
-        embed_dims, depths, num_heads = _resolve_arch(arch)
+        embed_dims, depths, num_heads = resolve_swin_arch(arch)
         num_stages = len(depths)
         pretrain_hw = _pair(pretrain_img_size, 'pretrain_img_size')
         for name, value in (('in_channels', in_channels), ('patch_size', patch_size), ('window_size', window_size)):
