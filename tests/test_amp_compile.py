@@ -314,3 +314,20 @@ def test_detector_amp_predicts_float32_boxes_close_to_fp32(demo_data, tmp_path):
         total += len(ref)
     print(f'infer.py --amp: {matched} of the {total} float32 boxes scoring >= 0.3 found (IoU > 0.8)')
     assert total > 0 and matched / total > 0.8, (matched, total)
+
+
+def test_bf16_gradient_report_on_a_tiny_segmentor(tmp_path, capsys):
+    """tools/analysis/bf16_gradients.py: one table row per step, finite errors, the float32 control row small, and
+    a bfloat16 backbone far from exact (bfloat16 keeps 8 bits of mantissa)."""
+    from helpers import tiny_seg_config
+    config = tiny_seg_config(str(tmp_path / 'seg.py'), str(tmp_path))
+    tool = load_tool('analysis/bf16_gradients.py')
+    assert tool.main([config, '--size', '64', '--variants', 'backbone', '--no-drop-path']) == 0
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith('| ')]
+    header, control, bf16 = table[0], table[2], table[3]
+    assert 'backbone.stages.0' in header and 'decode_head' in header
+    control_errors = [float(v) for v in control.strip('| ').split(' | ')[1:]]
+    bf16_errors = [float(v) for v in bf16.strip('| ').split(' | ')[1:]]
+    assert control.startswith('| float32, images rounded') and max(control_errors) < 0.1
+    assert bf16.startswith('| bfloat16: backbone') and all(np.isfinite(bf16_errors)) and max(bf16_errors) > 1e-3
+    assert tool.main([config, '--variants', 'head']) == 1  # an unknown part: one line, exit 1

@@ -18,6 +18,7 @@ every family. Deprecated argument names go through :func:`pop_renamed_arguments`
 """
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -28,7 +29,7 @@ from torch import Tensor, nn
 from mmswin.models.pretrained import load_pretrained, split_init_cfg
 
 __all__ = ['FAMILIES', 'PyramidBackbone', 'check_pyramid_arguments', 'compile_in_place', 'drop_path_rates',
-           'pop_renamed_arguments']
+           'init_linears_and_norms', 'pop_renamed_arguments', 'split_output_norms']
 
 FAMILIES: dict[str, type[PyramidBackbone]] = {}  # family name -> class, filled by PyramidBackbone subclasses
 
@@ -110,6 +111,36 @@ def drop_path_rates(rate: float, depths: Sequence[int]) -> list[list[float]]:
     return [flat[start:start + depth] for start, depth in zip(starts, depths)]
 
 
+def init_linears_and_norms(model: nn.Module, std: float = 0.02) -> None:
+    """The transformer initialisation: truncated normal (``std``) linear weights, zero biases, unit LayerNorms."""
+    from timm.layers import trunc_normal_
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
+def split_output_norms(state: dict[str, Tensor], own: Mapping[str, Tensor], num_stages: int,
+                       out_indices: Sequence[int]) -> list[str]:
+    """Reconcile a converted state dict's per-level output norms ``norm{i}`` with a model's (in place).
+
+    Drops the norms of levels the model does not return; returns the glob patterns of the model's output norms an
+    ImageNet file is allowed not to carry (it has at most the final norm, ``norm{num_stages - 1}``).
+    """
+    for key in list(state):
+        m = re.fullmatch(r'norm(\d+)\.(weight|bias)', key)
+        if m and key not in own and int(m.group(1)) < num_stages:
+            del state[key]
+    levels = {int(m.group(1)) for k in state if (m := re.match(r'norm(\d+)\.', k))}
+    if levels - {num_stages - 1}:  # a detector / segmentor file: every returned level's norm must be there
+        return []
+    return [f'norm{i}.*' for i in out_indices if i not in levels]
+
+
 class PyramidBackbone(BaseModule):
     """Base of the mmswin backbones: ``(B, C, H, W)`` images -> a tuple of NCHW maps for ``out_indices``.
 
@@ -175,6 +206,23 @@ class PyramidBackbone(BaseModule):
     def _frozen_parameters(self) -> Iterator[nn.Parameter]:
         for module in self._frozen_modules():
             yield from module.parameters()
+
+    def _set_levels(self, num_features: Sequence[int], strides: Sequence[int], modules: Sequence[str]) -> None:
+        """Set ``feature_info`` (every level) and ``out_channels`` / ``out_strides`` (the returned ones)."""
+        self.feature_info = [dict(num_chs=c, reduction=s, module=m) for c, s, m in zip(num_features, strides, modules)]
+        self.out_channels = tuple(num_features[i] for i in self.out_indices)
+        self.out_strides = tuple(strides[i] for i in self.out_indices)
+
+    def _stem_and_stages_frozen(self, stem: Sequence[nn.Module], stages: Sequence[nn.Module]) -> list[nn.Module]:
+        """``frozen_stages = k``: the stem, stages ``0..k-1`` and their output norms ``norm{i}`` (-1: nothing)."""
+        if self.frozen_stages < 0:
+            return []
+        frozen = list(stem)
+        for i in range(self.frozen_stages):
+            frozen.append(stages[i])
+            if i in self.out_indices:
+                frozen.append(getattr(self, f'norm{i}'))
+        return frozen
 
     def _finish_init(self, compile: bool | Mapping[str, Any]) -> None:
         """End of a subclass ``__init__``: random weights, frozen parameters, optional compilation.

@@ -378,11 +378,7 @@ class ShuntedTransformer(PyramidBackbone):
             self.add_module(f'block{i + 1}', blocks)
             self.add_module(f'norm{i + 1}', nn.LayerNorm(dim, eps=1e-6))
 
-        strides = (4, 8, 16, 32)
-        self.feature_info: list[dict[str, Any]] = [
-            dict(num_chs=self.embed_dims[i], reduction=strides[i], module=f'norm{i + 1}') for i in range(4)]
-        self.out_channels: tuple[int, ...] = tuple(self.embed_dims[i] for i in self.out_indices)
-        self.out_strides: tuple[int, ...] = tuple(strides[i] for i in self.out_indices)
+        self._set_levels(self.embed_dims, (4, 8, 16, 32), [f'norm{i + 1}' for i in range(4)])
         self._finish_init(compile)
 
     # -- freezing -----------------------------------------------------------------------------------------------

@@ -44,7 +44,7 @@ from timm.layers import DropPath, trunc_normal_
 from torch import Tensor, nn
 
 from mmswin.models.backbones.base import (PyramidBackbone, check_pyramid_arguments, drop_path_rates,
-                                          pop_renamed_arguments)
+                                          init_linears_and_norms, pop_renamed_arguments, split_output_norms)
 from mmswin.models.pretrained import CheckpointMismatchError
 from mmswin.registry import MODELS
 
@@ -672,23 +672,13 @@ class SwinTransformer(PyramidBackbone):
         for i in out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
 
-        strides = tuple(patch_size * 2 ** i for i in range(num_stages))
-        self.feature_info = [dict(num_chs=self.num_features[i], reduction=strides[i], module=f'stages.{i}')
-                             for i in range(num_stages)]
-        self.out_channels = tuple(self.num_features[i] for i in out_indices)
-        self.out_strides = tuple(strides[i] for i in out_indices)
+        self._set_levels(self.num_features, [patch_size * 2 ** i for i in range(num_stages)],
+                         [f'stages.{i}' for i in range(num_stages)])
         self._finish_init(compile)
 
     # -- freezing -------------------------------------------------------------------------------------------------
     def _frozen_modules(self) -> list[nn.Module]:
-        if self.frozen_stages < 0:
-            return []
-        frozen: list[nn.Module] = [self.patch_embed, self.drop_after_pos]
-        for i in range(self.frozen_stages):
-            frozen.append(self.stages[i])
-            if i in self.out_indices:
-                frozen.append(getattr(self, f'norm{i}'))
-        return frozen
+        return self._stem_and_stages_frozen([self.patch_embed, self.drop_after_pos], self.stages)
 
     def _frozen_parameters(self) -> Iterator[nn.Parameter]:
         yield from super()._frozen_parameters()
@@ -699,15 +689,9 @@ class SwinTransformer(PyramidBackbone):
     def _init_default_weights(self) -> None:
         if self.use_abs_pos_embed:
             trunc_normal_(self.absolute_pos_embed, std=0.02)
+        init_linears_and_norms(self)
         for module in self.modules():
-            if isinstance(module, nn.Linear):
-                trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, WindowMSA):
+            if isinstance(module, WindowMSA):
                 trunc_normal_(module.relative_position_bias_table, std=0.02)
 
     def convert_checkpoint(self, state_dict: Mapping[str, Tensor]) -> tuple[dict[str, Tensor], str, list[str]]:
@@ -726,19 +710,12 @@ class SwinTransformer(PyramidBackbone):
                 want, got = own[key].shape, state[key].shape
                 if got != want and got[1] == want[1]:
                     state[key] = resize_relative_position_bias_table(state[key], self.window_size)
-            elif re.fullmatch(r'norm\d+\.(weight|bias)', key) and key not in own:
-                level = int(key[4:key.index('.')])
-                if level < self.num_stages:  # a level this model does not return
-                    del state[key]
         if 'absolute_pos_embed' in state and self.use_abs_pos_embed:
             pos = state['absolute_pos_embed']
             if pos.dim() in (3, 4) and pos.shape[0] == 1 and self.num_features[0] in (pos.shape[-1], pos.shape[1]):
                 if pos.dim() == 4 or math.isqrt(pos.shape[1]) ** 2 == pos.shape[1]:
                     state['absolute_pos_embed'] = resize_abs_pos_embed(pos, self.pretrain_grid)
-        level_norms = {int(m.group(1)) for k in state if (m := re.match(r'norm(\d+)\.', k))}
-        allowed = []
-        if not level_norms - {self.num_stages - 1}:  # an ImageNet layout: at most the final norm
-            allowed = [f'norm{i}.*' for i in self.out_indices if i not in level_norms]
+        allowed = split_output_norms(state, own, self.num_stages, self.out_indices)
         found, own = describe_swin_state_dict(state), describe_swin_state_dict(self.state_dict())
         description = f'{layout} layout, {found}' + ('' if found == own else f' -- the model is {own}')
         return state, description, allowed

@@ -39,10 +39,11 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 import torch.utils.checkpoint as cp
-from timm.layers import DropPath, trunc_normal_
+from timm.layers import DropPath
 from torch import Tensor, nn
 
-from mmswin.models.backbones.base import PyramidBackbone, check_pyramid_arguments, drop_path_rates
+from mmswin.models.backbones.base import (PyramidBackbone, check_pyramid_arguments, drop_path_rates,
+                                          init_linears_and_norms, split_output_norms)
 from mmswin.models.backbones.swin import (SWIN_ARCHS, PatchEmbed, _crop_tokens, _num_blocks, relative_position_index,
                                           resolve_swin_arch, shift_window_mask, unfold_to_official_order,
                                           window_attention, window_partition, window_reverse)
@@ -354,34 +355,18 @@ class SwinTransformerV2(PyramidBackbone):
         for i in out_indices:
             self.add_module(f'norm{i}', nn.LayerNorm(self.num_features[i]))
 
-        strides = tuple(patch_size * 2 ** i for i in range(num_stages))
-        self.feature_info = [dict(num_chs=self.num_features[i], reduction=strides[i], module=f'stages.{i}')
-                             for i in range(num_stages)]
-        self.out_channels = tuple(self.num_features[i] for i in out_indices)
-        self.out_strides = tuple(strides[i] for i in out_indices)
+        self._set_levels(self.num_features, [patch_size * 2 ** i for i in range(num_stages)],
+                         [f'stages.{i}' for i in range(num_stages)])
         self._finish_init(compile)
 
     # -- contract -------------------------------------------------------------------------------------------------
     def _frozen_modules(self) -> list[nn.Module]:
-        if self.frozen_stages < 0:
-            return []
-        frozen: list[nn.Module] = [self.patch_embed, self.drop_after_pos]
-        for i in range(self.frozen_stages):
-            frozen.append(self.stages[i])
-            if i in self.out_indices:
-                frozen.append(getattr(self, f'norm{i}'))
-        return frozen
+        return self._stem_and_stages_frozen([self.patch_embed, self.drop_after_pos], self.stages)
 
     def _init_default_weights(self) -> None:
+        init_linears_and_norms(self)
         for module in self.modules():
-            if isinstance(module, nn.Linear):
-                trunc_normal_(module.weight, std=0.02)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.LayerNorm):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, WindowAttentionV2):
+            if isinstance(module, WindowAttentionV2):
                 nn.init.constant_(module.logit_scale, math.log(10.0))
                 if module.q_bias is not None:
                     nn.init.zeros_(module.q_bias)
@@ -397,14 +382,7 @@ class SwinTransformerV2(PyramidBackbone):
         layout = detect_swin_v2_layout(state_dict)
         state = convert_swin_v2_state_dict(state_dict, layout)
         own = self.state_dict()
-        for key in list(state):
-            m = re.fullmatch(r'norm(\d+)\.(weight|bias)', key)
-            if m and key not in own and int(m.group(1)) < self.num_stages:
-                del state[key]  # a level this model does not return
-        level_norms = {int(m.group(1)) for k in state if (m := re.match(r'norm(\d+)\.', k))}
-        allowed = []
-        if not level_norms - {self.num_stages - 1}:  # an ImageNet layout: at most the final norm
-            allowed = [f'norm{i}.*' for i in self.out_indices if i not in level_norms]
+        allowed = split_output_norms(state, own, self.num_stages, self.out_indices)
         found, mine = describe_swin_v2_state_dict(state), self.describe_arch()
         description = f'{layout} layout, {found}' + ('' if found == describe_swin_v2_state_dict(own) else
                                                      f' -- the model is {mine}')
