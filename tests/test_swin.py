@@ -554,3 +554,31 @@ def test_fp16_autocast_forward_if_the_cpu_supports_it():
     for out, ref in zip(outs, reference):
         assert torch.isfinite(out).all()
         assert (out.float() - ref).abs().mean() < 0.05 * ref.abs().mean()
+
+
+def test_five_stage_swin_of_the_rtmdet_p6_config_equals_mmdets(tmp_path):
+    """mmdet's rtmdet_l_swin_b_p6 config builds a five-stage Swin-B (strides (4, 2, 2, 2, 2), a fifth stage for
+    P6). Its backbone dict with only the type changed builds ours, and on the same weights (shrunk widths) the four
+    returned maps equal mmdet's, also at sizes where the last stages are smaller than the window."""
+    from mmengine.config import Config
+    (tmp_path / 'user.py').write_text("_base_ = 'mmdet::rtmdet/rtmdet_l_swin_b_p6_4xb16-100e_coco.py'\n")
+    stock = dict(Config.fromfile(str(tmp_path / 'user.py')).model.backbone)
+    assert tuple(stock['strides']) == (4, 2, 2, 2, 2) and len(stock['depths']) == 5
+    with pytest.warns(DeprecationWarning, match='strides'):
+        full = MODELS.build(dict(stock, type='mmswin.SwinTransformer', init_cfg=None))
+    assert full.num_stages == 5 and full.out_indices == (1, 2, 3, 4)
+    assert full.out_channels == (256, 512, 1024, 2048) and full.out_strides == (8, 16, 32, 64)
+    small = dict(stock, embed_dims=16, depths=(2, 2, 2, 2, 1), num_heads=(1, 2, 2, 4, 4), drop_path_rate=0.0,
+                 init_cfg=None)
+    small.pop('type')
+    ref = randomize_(_mmdet(arch={}, **small), seed=6)
+    with pytest.warns(DeprecationWarning):
+        ours = MODELS.build(dict(small, type='mmswin.SwinTransformer')).eval()
+    ours.load_pretrained(_save(dict(state_dict={f'backbone.{k}': v for k, v in ref.state_dict().items()}),
+                               tmp_path / 'rtmdet_p6.pth'))
+    for size in [(256, 320), (97, 131)]:
+        x = torch.randn(1, 3, *size)
+        with torch.no_grad():
+            assert max_diff(ours(x), ref(x)) < ATOL, size
+    with pytest.raises(ValueError, match=r'strides=\(4, 2, 2, 2\).*\(4, 2, 2, 2, 2\) for this arch'):
+        MODELS.build(dict(small, type='mmswin.SwinTransformer', strides=(4, 2, 2, 2)))

@@ -557,7 +557,8 @@ def resolve_swin_arch(arch: str | Mapping[str, Any]) -> tuple[int, tuple[int, ..
 
 @MODELS.register_module()
 class SwinTransformer(PyramidBackbone):
-    """Swin Transformer backbone: a four-level pyramid of NCHW feature maps for FPN-style necks.
+    """Swin Transformer backbone: a four-level pyramid of NCHW feature maps for FPN-style necks (or five, with a
+    fifth entry in ``depths`` / ``num_heads``, as mmdet's RTMDet Swin-B P6 builds with ``strides=(4, 2, 2, 2, 2)``).
 
     Configs reach it as ``type='mmswin.SwinTransformer'`` with
     ``custom_imports=dict(imports=['mmswin.models'], allow_failed_imports=False)``.
@@ -765,7 +766,8 @@ class SwinTransformer(PyramidBackbone):
 _MMDET_DEFAULTS = dict(qk_scale=None, act_cfg=dict(type='GELU'), norm_cfg=dict(type='LN'))
 _MMDET_RENAMES = dict(embed_dims="arch['embed_dims']", depths="arch['depths']", num_heads="arch['num_heads']",
                       pretrained="init_cfg=dict(type='Pretrained', checkpoint=...)", convert_weights='(not needed)',
-                      strides='patch_size (default strides only)', qk_scale='(default only)',
+                      strides='patch_size (then 2 per merging; the number of stages follows depths)',
+                      qk_scale='(default only)',
                       act_cfg='(GELU only)', norm_cfg='(LN only)')
 
 
@@ -794,9 +796,11 @@ def _from_mmdet_arguments(kwargs: dict[str, Any], arch: str | Mapping[str, Any],
             default['type'] and value.get('requires_grad', True)
         if not same:
             raise ValueError(f'SwinTransformer: {name}={value!r} is not supported (only {default!r})')
-    if 'strides' in legacy and tuple(legacy['strides']) != (patch_size, 2, 2, 2):
-        raise ValueError(f'SwinTransformer: strides={legacy["strides"]!r}; only (patch_size, 2, 2, 2) = '
-                         f'{(patch_size, 2, 2, 2)} is supported')
+    if 'strides' in legacy:  # one entry per stage: the patch size, then 2 for every merging (4 or more stages)
+        expected = (patch_size,) + (2,) * (len(resolve_swin_arch(arch)[1]) - 1)
+        if tuple(legacy['strides']) != expected:
+            raise ValueError(f'SwinTransformer: strides={legacy["strides"]!r}; only (patch_size, 2, ..., 2), one '
+                             f'entry per stage, is supported: {expected} for this arch')
     if legacy.get('pretrained') is not None:
         if init_cfg is not None:
             raise ValueError('SwinTransformer: give either pretrained= or init_cfg=, not both')
