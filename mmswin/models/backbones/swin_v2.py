@@ -18,9 +18,10 @@ What V2 computes differently from V1, as the released networks do:
 Sizes, for dense prediction: a map whose sides are not multiples of the window is zero-padded right / bottom
 *before* the cyclic shift (as V1's detection code and mmpretrain; the padded tokens take part as keys); odd sides
 are padded by the patch embedding and the merging. A stage map whose smaller side is at most the window attends in
-windows of that side, without shift, as the official code and timm do for square maps (mmpretrain's default,
-``pad_small_map=False``): V2's continuous bias is defined for any window, so this is what the released networks
-compute for small maps, where padding to a full window (V1's rule) would make most keys padding. Pairs separated
+windows of that side, without shift, as the official code and timm do for square maps (mmpretrain 1.2 drops the
+shift for a map exactly one window wide and refuses smaller ones unless ``pad_small_map=True``, which pads): V2's
+continuous bias is defined for any window, so this is what the released networks compute for small maps, where
+padding to a full window (V1's rule) would make most keys padding. Pairs separated
 by the shift mask get ``-inf`` where the official code adds ``-100``; a masked logit is then at least 84 below the
 token's own (``cos = 1``), so the two agree to float32 resolution.
 
