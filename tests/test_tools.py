@@ -220,9 +220,13 @@ def test_seg_train_resume_test_infer(tmp_path, data_dir, monkeypatch):
     assert len(ckpt['meta']['dataset_meta']['classes']) == 150
 
     out_dir = str(tmp_path / 'pred_png')
+    show_dir = str(tmp_path / 'show')
     test_tool.main([cfg_path, osp.join(work, 'iter_3.pth'), '--work-dir', str(tmp_path / 'test_work'),
-                    '--out', out_dir])
+                    '--out', out_dir, '--show-dir', show_dir])
     assert len([f for f in os.listdir(out_dir) if f.endswith('.png')]) == 2
+    # --show-dir paints every test image (mmseg's hook alone paints every 50th: none of these 2)
+    painted = glob.glob(osp.join(show_dir, '**', '*.png'), recursive=True)
+    assert len(painted) == 2, painted
     # multi-scale + flip testing with the stock ADE20K tta_pipeline (ratios 0.5 ... 1.75, flip)
     test_tool.main([cfg_path, osp.join(work, 'iter_3.pth'), '--work-dir', str(tmp_path / 'tta_work'), '--tta'])
     metrics = [f for f in glob.glob(str(tmp_path / 'tta_work' / '*' / '*.json'))]

@@ -69,14 +69,19 @@ def _enable_visualization(cfg: Config, args: argparse.Namespace, scope: str) -> 
                           'mmdet / mmseg runtime bases define it)')
     hook = hooks['visualization']
     hook['draw'] = True
+    # Every image: mmseg's SegVisualizationHook draws every 50th test image by default (interval=50), so a test
+    # set under 50 images gave no picture at all; mmdet's hook draws every test image already.
+    hook['interval'] = 1
     if args.show:
         hook['show'] = True
         hook['wait_time'] = args.wait_time
     if args.show_dir:
         if scope == 'mmdet':
-            hook['test_out_dir'] = args.show_dir  # DetVisualizationHook: relative to work_dir/TIMESTAMP
+            # absolute: mmdet 3.3's DetVisualizationHook joins a relative test_out_dir onto work_dir/TIMESTAMP
+            # again at every iteration (each batch one level deeper)
+            hook['test_out_dir'] = osp.abspath(args.show_dir)
         else:
-            cfg.visualizer['save_dir'] = args.show_dir
+            cfg.visualizer['save_dir'] = args.show_dir  # pictures in DIR/vis_data/vis_image/
 
 
 def _setup_det_tta(cfg: Config) -> None:
