@@ -7,6 +7,9 @@ PYTEST_WORKERS ?= 2
 # demo precision: auto = bfloat16 mixed precision where the CPU (AMX-BF16 / AVX512-BF16) or GPU runs it natively,
 # else float32; fp32 forces float32 (make demo PRECISION=fp32); bf16 insists on bfloat16
 PRECISION ?= auto
+# demo backbone start: auto = the official ImageNet-1K Swin-T file when it can be downloaded, else random weights;
+# none = random weights; or a local file / address
+PRETRAINED ?= auto
 
 .PHONY: env test test-fast lint demo demo-det clean-env
 
@@ -24,10 +27,10 @@ lint: env
 	$(PY) -m ruff check .
 
 demo: env
-	$(PY) tools/run_demo.py --task seg --precision $(PRECISION)
+	$(PY) tools/run_demo.py --task seg --precision $(PRECISION) --pretrained $(PRETRAINED)
 
 demo-det: env
-	$(PY) tools/run_demo.py --task det --precision $(PRECISION)
+	$(PY) tools/run_demo.py --task det --precision $(PRECISION) --pretrained $(PRETRAINED)
 
 clean-env:
 	rm -rf .venv

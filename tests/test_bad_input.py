@@ -299,7 +299,7 @@ def test_demo_stops_on_truncated_image_naming_it(tmp_path, capsys):
     photo = data / 'demo_ade/images/training/2011_000025.jpg'
     photo.write_bytes(photo.read_bytes()[:20000])
     code = run_demo.main(['--config', str(REPO / 'configs/demo/upernet_swin_tiny_overfit.py'), '--data-root',
-                          str(data), '--work-dir', str(tmp_path / 'work')])
+                          str(data), '--work-dir', str(tmp_path / 'work'), '--pretrained', 'none'])
     err = capsys.readouterr().err
     assert code == 1
     assert f'run_demo: error: train data: image file is corrupt or truncated: {photo}' in err

@@ -12,7 +12,10 @@ scores near 0 on both):
 """
 from __future__ import annotations
 
+import http.server
 import json
+import socket
+import threading
 import time
 import tarfile
 import warnings
@@ -196,21 +199,21 @@ def _losses(log_dir: str) -> list[float]:
     return [json.loads(line)['loss'] for line in scalars.read_text().splitlines() if '"loss"' in line]
 
 
-def _run_demo(task: str, config: str, work_dir: Path) -> tuple[dict, str]:
+def _run_demo(task: str, config: str, work_dir: Path, *extra: str) -> tuple[dict, str]:
     # mmengine names an experiment (and its Visualizer instance) by config and start time in whole seconds: a run
     # of the same config that ended in this very second, in this worker, would lend us its visualizer, and the
     # scalars would land in its log dir. Start in a fresh second.
     time.sleep(1.0 - time.time() % 1.0 + 0.01)
     lines = []
     result = run_demo.run(['--task', task, '--config', str(REPO / 'configs/demo' / config), '--work-dir',
-                           str(work_dir)], log=lines.append)
+                           str(work_dir), '--pretrained', 'none', *extra], log=lines.append)
     return result, '\n'.join(lines)
 
 
 def _check_overlays(result: dict, printed: str) -> None:
     assert len(result['overlays']) == 3
     assert f'prediction overlays (3 PNG files): {result["work_dir"]}/overlays' in printed
-    assert 'RANDOM INITIALISATION' in printed
+    assert 'weights: random initialisation (--pretrained none)' in printed
     for path in result['overlays']:
         assert path in printed
         with Image.open(path) as img:
@@ -238,3 +241,115 @@ def test_detector_really_learns(demo_data, tmp_path):
     assert metrics['coco/bbox_mAP'] > 0.5, metrics
     assert losses[0] / losses[-1] >= 3, losses
     _check_overlays(result, printed)
+
+
+# ------------------------------------------------------------------------ ImageNet weights over the loopback address
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves ``files[path] = (body, announced length)``; a shorter body than announced is a truncated download."""
+    files: dict[str, tuple[bytes, int]] = {}
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        if self.path not in self.files:
+            self.send_error(404)
+            return
+        body, length = self.files[self.path]
+        self.send_response(200)
+        self.send_header('Content-Length', str(length))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def loopback(tmp_path, monkeypatch):
+    """An HTTP server on 127.0.0.1 (nothing beyond it is reached) and a fresh torch cache ($TORCH_HOME)."""
+    monkeypatch.setenv('TORCH_HOME', str(tmp_path / 'torch_home'))
+    server = http.server.ThreadingHTTPServer(('127.0.0.1', 0), _Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _Handler.files = {}
+    yield f'http://127.0.0.1:{server.server_address[1]}', _Handler.files, tmp_path / 'torch_home/hub/checkpoints'
+    server.shutdown()
+    server.server_close()
+
+
+def _official_tiny_swin(embed_dims: int = 32) -> bytes:
+    """A timm Swin of the overfit config's arch (C=32, one block per stage) saved in the official release's layout
+    (the merging at the end of stage i, ``head``, under ``model``)."""
+    import io
+
+    import timm
+    import torch
+    from helpers import randomize_
+    ref = randomize_(timm.create_model('swin_tiny_patch4_window7_224', pretrained=False, embed_dim=embed_dims,
+                                       depths=(1, 1, 1, 1), num_heads=(1, 2, 4, 8)), seed=5)
+    official = {}
+    for key, value in ref.state_dict().items():
+        parts = key.replace('head.fc.', 'head.').split('.')
+        if key.startswith('layers.') and parts[2] == 'downsample':
+            parts[1] = str(int(parts[1]) - 1)
+        official['.'.join(parts)] = value
+    buffer = io.BytesIO()
+    torch.save({'model': official}, buffer)
+    return buffer.getvalue()
+
+
+def _overfit_cfg():
+    from mmengine.config import Config
+    return Config.fromfile(str(REPO / 'configs/demo/upernet_swin_tiny_overfit.py'))
+
+
+@pytest.mark.slow
+def test_demo_downloads_imagenet_weights_once_and_fine_tunes_from_them(demo_data, loopback, tmp_path):
+    url, files, cache = loopback
+    body = _official_tiny_swin()
+    files['/swin_tiny_patch4_window7_224.pth'] = (body, len(body))
+    address = f'{url}/swin_tiny_patch4_window7_224.pth'
+    result, printed = _run_demo('seg', 'upernet_swin_tiny_overfit.py', tmp_path / 'seg', '--pretrained', address,
+                                '--cfg-options', 'train_cfg.max_iters=2', 'train_cfg.val_interval=2')
+    cached = cache / 'swin_tiny_patch4_window7_224.pth'
+    assert cached.read_bytes() == body and sorted(p.name for p in cache.iterdir()) == [cached.name]
+    assert f'weights: ImageNet-1K Swin-T from {cached} (strict load checked), fine-tuning learning rate 6e-05' in \
+        printed
+    assert 'ImageNet init' in printed and len(result['overlays']) == 3
+    files.clear()  # a second start reads the cache, not the server
+    cfg = _overfit_cfg()
+    assert run_demo.start_weights(cfg, address).startswith(f'weights: ImageNet-1K Swin-T from {cached}')
+    assert cfg.model.backbone.init_cfg == dict(type='Pretrained', checkpoint=str(cached))
+
+
+def _refused_url() -> str:
+    with socket.socket() as sock:  # a port nobody listens on once closed
+        sock.bind(('127.0.0.1', 0))
+        port = sock.getsockname()[1]
+    return f'http://127.0.0.1:{port}/swin_tiny_patch4_window7_224.pth'
+
+
+@pytest.mark.parametrize('failure', ['refused', 'truncated', 'not a checkpoint', 'another arch'])
+def test_demo_falls_back_to_random_weights_and_leaves_the_cache_clean(loopback, monkeypatch, failure):
+    import mmswin.apis
+    url, files, cache = loopback
+    body = _official_tiny_swin()
+    served = {'truncated': (body[:len(body) // 2], len(body)), 'not a checkpoint': (b'<html>proxy</html>', 18),
+              'another arch': (_official_tiny_swin(embed_dims=48), None)}.get(failure)
+    address = _refused_url() if failure == 'refused' else f'{url}/swin_tiny_patch4_window7_224.pth'
+    if served is not None:
+        files['/swin_tiny_patch4_window7_224.pth'] = (served[0], served[1] or len(served[0]))
+    monkeypatch.setitem(mmswin.apis.PRETRAINED_SOURCES, 'swin_tiny_patch4_window7_224.pth', address)
+    monkeypatch.setattr(run_demo, 'REPO_ROOT', Path('/nonexistent'))  # no local checkpoints/ file either
+    cfg = _overfit_cfg()
+    line = run_demo.start_weights(cfg, 'auto')
+    assert line.startswith('weights: RANDOM INITIALISATION - the ImageNet Swin-T weights could not be had (')
+    reason = {'refused': 'could not download', 'truncated': 'ended after',
+              'not a checkpoint': 'not a readable torch checkpoint', 'another arch': 'embed_dims 48'}[failure]
+    assert reason in line, line
+    assert cfg.model.backbone.init_cfg is None
+    leftovers = [p.name for p in cache.iterdir()] if cache.is_dir() else []
+    assert leftovers == ([] if failure != 'another arch' else ['swin_tiny_patch4_window7_224.pth'])
+    # asked for explicitly, the same failure stops the demo with its reason
+    with pytest.raises(Exception, match=reason):
+        run_demo.start_weights(_overfit_cfg(), address if failure != 'another arch' else str(cache / leftovers[0]))

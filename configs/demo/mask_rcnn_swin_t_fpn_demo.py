@@ -2,7 +2,8 @@
 # the labelme 6.3.1 sdist (12 polygon instances of person, bus, car, bottle, chair, sofa), converted into the COCO
 # layout by tools/prepare_demo_data.py (data/demo_coco, the 20 VOC object classes, ids shifted to start at 1).
 # What differs from the recipe, so that it ends in about 10 minutes on 2 CPU cores:
-# * random initialisation (init_cfg=None): no ImageNet weights can be downloaded here;
+# * the backbone starts from the recipe's ImageNet-1K Swin-T file when tools/run_demo.py can download it (then at
+#   the recipe's learning rate, finetune_lr), else from random weights (init_cfg=None, lr 4e-4, the default here);
 # * images resized to fit 640x384 (recipe: 1333x800);
 # * 50 epochs of the 3 photos at batch 2 (100 iterations; recipe: 12 epochs of COCO at batch 16), lr 4e-4 (recipe:
 #   1e-4, for ImageNet-initialised weights) with a 10-iteration warm-up, a step at epoch 40, gradient clipping;
@@ -53,7 +54,8 @@ val_evaluator = dict(ann_file=data_root + 'annotations/instances_val2017.json', 
 test_evaluator = val_evaluator
 
 train_cfg = dict(type='EpochBasedTrainLoop', max_epochs=max_epochs, val_interval=max_epochs)
-optim_wrapper = dict(optimizer=dict(lr=4e-4), clip_grad=dict(max_norm=5.0))
+optim_wrapper = dict(optimizer=dict(lr=4e-4), clip_grad=dict(max_norm=5.0))  # from random weights
+finetune_lr = 1e-4  # from ImageNet weights: the recipe's (tools/run_demo.py --pretrained sets it)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=10),
     dict(type='MultiStepLR', begin=0, end=max_epochs, by_epoch=True, milestones=[40], gamma=0.1),

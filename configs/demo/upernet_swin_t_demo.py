@@ -1,7 +1,8 @@
 # The demo: UperNet + Swin-T (configs/upernet_swin_t_ade20k.py) on the 3 PASCAL VOC 2011 photos of the labelme 6.3.1
 # sdist, converted into the ADE20K layout by tools/prepare_demo_data.py (data/demo_ade, 21 VOC classes).
 # What differs from the recipe, so that it ends in about 10 minutes on 2 CPU cores:
-# * random initialisation (init_cfg=None): no ImageNet weights can be downloaded here;
+# * the backbone starts from the recipe's ImageNet-1K Swin-T file when tools/run_demo.py can download it (then at
+#   the recipe's learning rate, finetune_lr), else from random weights (init_cfg=None, lr 5e-4, the default here);
 # * images resized to a short side of ~256 (recipe: 512), 256x256 crops (recipe: 512x512);
 # * 150 iterations of batch 2 (recipe: 160k of batch 16), lr 5e-4 (recipe: 6e-5, for ImageNet-initialised weights)
 #   with a 10-iteration warm-up, poly decay, gradient clipping at norm 1;
@@ -60,7 +61,8 @@ val_dataloader = dict(
 test_dataloader = val_dataloader
 
 train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
-optim_wrapper = dict(optimizer=dict(lr=5e-4), clip_grad=dict(max_norm=1.0))
+optim_wrapper = dict(optimizer=dict(lr=5e-4), clip_grad=dict(max_norm=1.0))  # from random weights
+finetune_lr = 6e-5  # from ImageNet weights: the recipe's (tools/run_demo.py --pretrained sets it)
 param_scheduler = [
     dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=10),
     dict(type='PolyLR', eta_min=0.0, power=1.0, begin=10, end=max_iters, by_epoch=False),
