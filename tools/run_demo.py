@@ -83,9 +83,9 @@ def _point_at_data(cfg, data_dir: str, task: str) -> None:
                 evaluator['ann_file'] = osp.join(root, 'annotations', osp.basename(evaluator['ann_file']))
 
 
-def build_cfg(args: argparse.Namespace, data_dir: str) -> tuple[Any, str]:
+def build_cfg(args: argparse.Namespace, data_dir: str) -> tuple[Any, str, str]:
     """The demo config with ``--cfg-options``, the precision of ``--precision``, the safeguards and the data paths;
-    and one line saying which precision it trains in."""
+    one line saying which precision it trains in and one saying where the backbone starts."""
     from mmengine.config import DictAction
 
     from mmswin.apis import apply_precision, find_resume_checkpoint, load_tool_config
@@ -101,12 +101,12 @@ def build_cfg(args: argparse.Namespace, data_dir: str) -> tuple[Any, str]:
     cfg = load_tool_config(str(args.config or CONFIGS[args.task]), options, 'none', work_dir)
     note = apply_precision(cfg, args.precision)
     enable_safeguards(cfg)
-    cfg.demo_start = start_weights(cfg, args.pretrained)
+    start = start_weights(cfg, args.pretrained)
     _point_at_data(cfg, data_dir, args.task)
     if args.resume:
         cfg.resume = True
         cfg.load_from = find_resume_checkpoint(cfg.work_dir) if osp.isdir(cfg.work_dir) else None
-    return cfg, note
+    return cfg, note, start
 
 
 AUTO_PRETRAINED = 'swin_tiny_patch4_window7_224.pth'  # the file of the recipe the demo shrinks
@@ -209,12 +209,11 @@ def run(argv: list[str] | None = None, log=print) -> dict:
     outs = prepare(args.data_root, log=log)
     data_dir = str(outs['seg' if args.task == 'seg' else 'coco'])
 
-    cfg, precision = build_cfg(args, data_dir)
+    cfg, precision, start = build_cfg(args, data_dir)
     model_name = 'UperNet + Swin-T' if args.task == 'seg' else 'Mask R-CNN + FPN + Swin-T'
     log('=' * 100)
     log(f'mmswin demo ({args.task}): {model_name}, config {args.config or CONFIGS[args.task]}')
     log(f'data: {data_dir} (3 PASCAL VOC 2011 photos from the labelme 6.3.1 sdist; training set = validation set)')
-    start = cfg.pop('demo_start')
     log(start)
     log(precision)
     log(f'work dir: {cfg.work_dir}')

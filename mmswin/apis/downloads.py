@@ -8,13 +8,15 @@ or a file that is not a checkpoint raise :class:`DownloadError` and leave nothin
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import os.path as osp
 import sys
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Callable
+from types import SimpleNamespace
+from typing import Any
 
 from mmswin.apis.errors import ToolError
 
@@ -33,15 +35,14 @@ def checkpoint_cache_dir() -> str:
     return osp.join(torch.hub.get_dir(), 'checkpoints')
 
 
-def _progress(total: int | None, name: str) -> Callable[[int], None]:
-    """A progress bar on stderr (tqdm when installed, else nothing)."""
+def _progress(total: int | None, name: str) -> Any:
+    """A progress bar on stderr (``update(n)``, ``close()``): tqdm when installed, else one that shows nothing."""
     try:
         from tqdm import tqdm
     except ImportError:  # pragma: no cover - tqdm comes with the stack
-        return lambda n: None
-    bar = tqdm(total=total, unit='B', unit_scale=True, unit_divisor=1024, desc=name, file=sys.stderr,
-               disable=not sys.stderr.isatty())
-    return bar.update
+        return contextlib.nullcontext(SimpleNamespace(update=lambda n: None))
+    return tqdm(total=total, unit='B', unit_scale=True, unit_divisor=1024, desc=name, file=sys.stderr,
+                disable=not sys.stderr.isatty())
 
 
 def download_checkpoint(url: str, cache_dir: str | None = None, timeout: float = 30.0) -> str:
@@ -70,12 +71,12 @@ def download_checkpoint(url: str, cache_dir: str | None = None, timeout: float =
             with urllib.request.urlopen(url, timeout=timeout) as response, open(partial, 'wb') as out:
                 length = response.headers.get('Content-Length')
                 expected = int(length) if length and length.isdigit() else None
-                update = _progress(expected, name)
                 received = 0
-                while chunk := response.read(_CHUNK):
-                    out.write(chunk)
-                    received += len(chunk)
-                    update(len(chunk))
+                with _progress(expected, name) as bar:
+                    while chunk := response.read(_CHUNK):
+                        out.write(chunk)
+                        received += len(chunk)
+                        bar.update(len(chunk))
         except (urllib.error.URLError, OSError, ValueError) as err:
             reason = getattr(err, 'reason', None) or err
             raise DownloadError(f'could not download {url}: {reason}') from err

@@ -88,7 +88,7 @@ def groups(names: list[str]) -> list[str]:
     """Parameter groups to report: the backbone's stages (or the backbone), then every other dense part."""
     stages = sorted({'.'.join(n.split('.')[:3]) for n in names if n.startswith('backbone.stages.')})
     heads = [p for p in PARTS[1:] if any(n.startswith(p + '.') for n in names)]
-    return (stages or []) + ['backbone'] + heads
+    return stages + ['backbone'] + heads
 
 
 def relative_error(reference: dict[str, torch.Tensor], other: dict[str, torch.Tensor], prefix: str) -> float:
