@@ -5,8 +5,9 @@
 
 Writes, per image NAME:
 * ``OUT_DIR/vis/NAME.jpg``: the picture with the predictions painted by mmdet's ``DetLocalVisualizer`` (boxes,
-  masks and class names of instances scoring at least ``--score-thr``) or mmseg's ``SegLocalVisualizer`` (the
-  segmentation overlaid with ``--opacity``, class names on the regions);
+  masks and class names of instances scoring above ``--score-thr``) or mmseg's ``SegLocalVisualizer`` (the
+  segmentation overlaid with ``--opacity``, class names on the regions), and below it a legend of the classes
+  present (colour, name, and the instance count or the share of pixels);
 * ``OUT_DIR/preds/NAME.json``: detection: every predicted instance (``label``, ``class``, ``score``, ``bbox`` as
   ``[x1, y1, x2, y2]`` in pixels of the input image, ``mask`` as COCO RLE); segmentation: the classes present
   with their pixel counts, plus ``OUT_DIR/preds/NAME.png``, the label map (class index per pixel).
@@ -94,19 +95,16 @@ def predict(model: Any, images: list[str], out_dir: str, score_thr: float = 0.3,
             opacity: float = 0.5) -> list[dict[str, Any]]:
     """Predict each image; write the painted picture and the JSON (see the module doc). Returns the JSON records."""
     import mmcv
-    from mmengine.registry import VISUALIZERS
+
+    from mmswin.apis.pictures import add_legend, build_painter, det_colors, det_legend, paint, seg_legend
     scope = model.cfg.default_scope
     if scope == 'mmdet':
         from mmdet.apis import inference_detector as infer
     else:
         from mmseg.apis import inference_model as infer
 
-    vis_cfg = dict(model.cfg.visualizer)
-    vis_cfg.update(name=f'mmswin_infer_{id(model)}', vis_backends=None, save_dir=None)
-    if scope == 'mmseg':
-        vis_cfg['alpha'] = opacity
-    visualizer = VISUALIZERS.build(vis_cfg)
-    visualizer.dataset_meta = model.dataset_meta
+    overrides = dict(alpha=opacity) if scope == 'mmseg' else {}
+    visualizer = build_painter(model.cfg.visualizer, model.dataset_meta, f'mmswin_infer_{id(model)}', **overrides)
     classes = list(model.dataset_meta.get('classes', []))
 
     os.makedirs(osp.join(out_dir, 'vis'), exist_ok=True)
@@ -116,9 +114,15 @@ def predict(model: Any, images: list[str], out_dir: str, score_thr: float = 0.3,
         name = osp.splitext(osp.basename(path))[0]
         sample = infer(model, path)
         image = mmcv.imconvert(mmcv.imread(path), 'bgr', 'rgb')
+        picture = paint(visualizer, image, sample, draw_gt=False, score_thr=score_thr)
+        if scope == 'mmdet':
+            inst = sample.pred_instances
+            legend = det_legend(inst.labels[inst.scores > score_thr].tolist(), classes,
+                                det_colors(visualizer, len(classes)))
+        else:
+            legend = seg_legend(sample.pred_sem_seg.data[0].cpu().numpy(), classes, model.dataset_meta['palette'])
         vis_file = osp.join(out_dir, 'vis', f'{name}.jpg')
-        kwargs = dict(pred_score_thr=score_thr) if scope == 'mmdet' else {}
-        visualizer.add_datasample(name, image, sample, draw_gt=False, show=False, out_file=vis_file, **kwargs)
+        mmcv.imwrite(mmcv.rgb2bgr(add_legend(picture, legend)), vis_file)
         record: dict[str, Any] = dict(image=path, height=int(image.shape[0]), width=int(image.shape[1]),
                                       visualization=vis_file)
         if scope == 'mmdet':
@@ -142,7 +146,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help='mixed precision: bfloat16 autocast of the backbone, neck and dense heads (float16 on '
                         'GPUs without bfloat16), outputs in float32; refused on CPUs without native bfloat16')
     parser.add_argument('--score-thr', type=float, default=0.3,
-                        help='detection: paint instances scoring at least this (the JSON keeps all)')
+                        help='detection: paint instances scoring above this (the JSON keeps all)')
     parser.add_argument('--opacity', type=float, default=0.5, help='segmentation: opacity of the overlay')
     parser.add_argument('--cfg-options', nargs='+', action=DictAction, help='override config settings')
     add_debug_argument(parser)

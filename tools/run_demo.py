@@ -9,7 +9,8 @@ Steps: (1) ``tools/prepare_demo_data.py`` (downloads the labelme 6.3.1 sdist onc
 annotated PASCAL VOC photos into ``data/demo_ade`` / ``data/demo_coco``); (2) trains with mmengine's Runner (progress
 and ETA in the log; checkpoints written atomically, a NaN / inf loss stops the run, every data file checked first);
 (3) evaluates on the validation split (the same three photos) and prints the metric table; (4) writes one PNG per
-photo with ground truth and prediction side by side (seg) or drawn over each other (det) and prints where they are.
+photo, ground truth beside prediction under a title each (seg: the photo's mIoU and pixel accuracy; det: the
+objects, and the predictions scoring above ``--score-thr``, default 0.5) and prints where they are.
 
 The backbone starts from the official ImageNet-1K Swin-T weights (``--pretrained auto``, the default): downloaded
 once into torch's checkpoint cache (``$TORCH_HOME/hub/checkpoints``), checked and loaded strictly, trained at the
@@ -41,6 +42,7 @@ CONFIGS = {
     'seg': REPO_ROOT / 'configs' / 'demo' / 'upernet_swin_t_demo.py',
     'det': REPO_ROOT / 'configs' / 'demo' / 'mask_rcnn_swin_t_fpn_demo.py',
 }
+DET_SCORE_THR = 0.5  # det overlays: a trained demo detector's duplicates of one object score below it
 DATA_DIRS = {'seg': 'demo_ade', 'det': 'demo_coco'}
 METRIC_KEYS = {'seg': ('mIoU', 'aAcc', 'mAcc'), 'det': ('coco/bbox_mAP', 'coco/bbox_mAP_50', 'coco/segm_mAP',
                                                         'coco/segm_mAP_50')}
@@ -62,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--pretrained', default='auto', metavar='auto|none|PATH|URL',
                         help='backbone start: auto (default) the official ImageNet-1K Swin-T file, downloaded once, '
                         'random weights if it cannot be had; none: random weights; a local file or an address')
+    parser.add_argument('--score-thr', type=float, default=DET_SCORE_THR,
+                        help=f'det overlays: paint predictions scoring above this (default {DET_SCORE_THR})')
     parser.add_argument('--cfg-options', nargs='+', default=[], metavar='KEY=VALUE',
                         help='override config settings, e.g. train_cfg.max_iters=20')
     from mmswin.apis.errors import add_debug_argument
@@ -160,15 +164,18 @@ def start_weights(cfg, choice: str) -> str:
     return f'weights: ImageNet-1K Swin-T from {path} (strict load checked), fine-tuning learning rate {lr}'
 
 
-def write_overlays(runner, task: str, out_dir: str) -> list[str]:
-    """One PNG per validation image: ground truth and prediction (seg: side by side; det: boxes and masks)."""
+def write_overlays(runner, task: str, out_dir: str, score_thr: float = DET_SCORE_THR) -> list[str]:
+    """One PNG per validation image: ground truth beside prediction, titled (seg: the image's mIoU and pixel
+    accuracy; det: the objects and the predictions scoring above ``score_thr``)."""
     import mmcv
     import torch
 
+    from mmswin.apis.pictures import add_titles, build_painter, comparison_titles, paint
+
     dataloader = runner.val_dataloader
-    visualizer = runner.visualizer
-    visualizer.dataset_meta = dataloader.dataset.metainfo
+    painter = build_painter(runner.cfg.visualizer, dataloader.dataset.metainfo, f'mmswin_demo_{id(runner)}')
     model = runner.model
+    ignore_index = getattr(getattr(model, 'decode_head', None), 'ignore_index', 255)
     model.eval()
     os.makedirs(out_dir, exist_ok=True)
     written = []
@@ -178,10 +185,9 @@ def write_overlays(runner, task: str, out_dir: str) -> list[str]:
                 img = mmcv.imread(sample.img_path, channel_order='rgb')
                 name = Path(sample.img_path).stem
                 out_file = osp.join(out_dir, f'{name}.png')
-                kwargs: dict[str, Any] = dict(draw_gt=True, draw_pred=True, show=False, out_file=out_file)
-                if task == 'det':
-                    kwargs['pred_score_thr'] = 0.3
-                visualizer.add_datasample(name, img, data_sample=sample, **kwargs)
+                picture = paint(painter, img, sample, draw_gt=True, score_thr=score_thr)
+                titles = comparison_titles(sample, name, score_thr, ignore_index)
+                mmcv.imwrite(mmcv.rgb2bgr(add_titles(picture, titles)), out_file)
                 written.append(out_file)
     return written
 
@@ -228,7 +234,7 @@ def run(argv: list[str] | None = None, log=print) -> dict:
     if not metrics:  # resumed a finished run: evaluate once more
         metrics = runner.val_loop.run()
     overlay_dir = osp.join(cfg.work_dir, 'overlays')
-    overlays = write_overlays(runner, args.task, overlay_dir)
+    overlays = write_overlays(runner, args.task, overlay_dir, args.score_thr)
     last = runner.message_hub.get_info('last_ckpt')
 
     keys = [k for k in METRIC_KEYS[args.task] if k in metrics]
@@ -236,7 +242,9 @@ def run(argv: list[str] | None = None, log=print) -> dict:
     init = 'random init' if cfg.model.backbone.init_cfg is None else 'ImageNet init'
     log(f'demo finished in {time.time() - started:.0f} s. Validation (the 3 training photos, {init}): '
         + ', '.join(f'{k}={metrics[k]}' for k in keys))
-    log(f'prediction overlays ({len(overlays)} PNG files): {overlay_dir}')
+    shown = ('ground truth beside prediction, titled with each image\'s mIoU and pixel accuracy' if args.task == 'seg'
+             else f'ground truth beside the predictions scoring above {args.score_thr:g} (--score-thr)')
+    log(f'prediction overlays ({len(overlays)} PNG files, {shown}): {overlay_dir}')
     for path in overlays:
         log(f'  {path}')
     log(f'last checkpoint: {last}')
