@@ -331,3 +331,59 @@ def test_bf16_gradient_report_on_a_tiny_segmentor(tmp_path, capsys):
     assert control.startswith('| float32, images rounded') and max(control_errors) < 0.1
     assert bf16.startswith('| bfloat16: backbone') and all(np.isfinite(bf16_errors)) and max(bf16_errors) > 1e-3
     assert tool.main([config, '--variants', 'head']) == 1  # an unknown part: one line, exit 1
+
+
+def _ppm_input_gradient(ppm: torch.nn.Module, x: torch.Tensor, weights: torch.Tensor, bf16: bool) -> torch.Tensor:
+    x = x.detach().requires_grad_()
+    with torch.autocast('cpu', torch.bfloat16, enabled=bf16):
+        out = torch.cat(ppm(x), 1)
+    (out.float() * weights).sum().backward()
+    return x.grad
+
+
+def test_global_context_branches_stay_float32_under_mixed_precision():
+    """UperNet's pyramid pooling branches pool to 1x1 ... 6x6 cells; on two similar images their BatchNorm gradient
+    is an almost complete cancellation that bfloat16 turns into noise (measured here: 10-50 % off float32 on the
+    input gradient). mixed_precision keeps them float32 -- the gradient is then exactly float32's -- and the rest of
+    the head in bfloat16. Emulated bfloat16 is fine at this size."""
+    from mmseg.models import build_head
+
+    from torch._dynamo.testing import CompileCounter
+
+    from mmswin.engine.precision import (_Float32Forward, compile_dense_parts, global_context_branches,
+                                         mixed_precision)
+
+    class Segmentor(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.decode_head = build_head(dict(
+                type='UPerHead', in_channels=[8, 16, 32, 64], in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3, 6),
+                channels=32, num_classes=3, norm_cfg=dict(type='BN', requires_grad=True), align_corners=False,
+                loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)))
+
+    torch.manual_seed(0)
+    net = Segmentor().train()
+    ppm = net.decode_head.psp_modules
+    assert global_context_branches(net.decode_head) == list(ppm)
+    x = torch.randn(1, 64, 12, 12) + 0.02 * torch.randn(2, 64, 12, 12)  # two nearly equal images' top maps
+    weights = torch.randn(2, 4 * 32, 12, 12)
+    reference = _ppm_input_gradient(ppm, x, weights, bf16=False)
+    plain = _ppm_input_gradient(ppm, x, weights, bf16=True)
+    feats = [torch.randn(2, c, s, s) for c, s in ((8, 48), (16, 24), (32, 12))] + [x]
+    with mixed_precision(net, 'cpu', torch.bfloat16):
+        assert all(isinstance(b.__dict__['forward'], _Float32Forward) for b in ppm)
+        islands = _ppm_input_gradient(ppm, x, weights, bf16=True)
+        with torch.autocast('cpu', torch.bfloat16):
+            assert ppm[0](x).dtype == torch.float32 and net.decode_head.bottleneck(
+                torch.randn(2, 64 + 4 * 32, 12, 12)).dtype == torch.bfloat16
+        assert net.decode_head(feats).dtype == torch.float32
+    error = float((plain - reference).norm() / reference.norm())
+    assert error > 0.05, error  # the failure this guards against is real at this size
+    torch.testing.assert_close(islands, reference)
+    counter = CompileCounter()
+    compile_dense_parts(net, dict(backend=counter, fullgraph=True))
+    with mixed_precision(net, 'cpu', torch.bfloat16):  # the float32 branches trace into the head's one graph
+        net.decode_head(feats).sum().backward()
+    assert counter.frame_count == 1
+    net.eval()  # without autocast the installed wrapper passes through
+    torch.testing.assert_close(ppm[0](x), torch.nn.Sequential.forward(ppm[0], x), rtol=0, atol=0)

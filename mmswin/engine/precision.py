@@ -26,7 +26,8 @@ import torch
 from torch import nn
 
 __all__ = ['DENSE_PARTS', 'UnsupportedPrecisionError', 'autocast_dtype', 'compile_dense_parts',
-           'cpu_bf16_instructions', 'dense_parts', 'describe_precision', 'mixed_precision']
+           'cpu_bf16_instructions', 'dense_parts', 'describe_precision', 'global_context_branches',
+           'mixed_precision']
 
 # top-level attributes of mmdet detectors and mmseg segmentors that hold dense, image-size-shaped computation
 DENSE_PARTS = ('backbone', 'neck', 'decode_head', 'auxiliary_head', 'rpn_head', 'bbox_head')
@@ -134,13 +135,50 @@ def _mixed_precision_forward(part: nn.Module, device_type: str) -> _MixedPrecisi
     return wrapper
 
 
+GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
+
+
+def global_context_branches(part: nn.Module) -> list[nn.Module]:
+    """The branches of ``part`` that start by pooling the map to a few cells: ``nn.Sequential`` modules whose first
+    layer is an adaptive pooling (UperNet's / PSPNet's pyramid pooling branches, ASPP's image pool)."""
+    return [m for m in part.modules()
+            if isinstance(m, nn.Sequential) and len(m) and isinstance(m[0], GLOBAL_POOLS)]
+
+
+class _Float32Forward:
+    """A module's ``forward`` run in float32 (autocast off, inputs cast up) while autocast is on for the device.
+
+    Meant for the global-context branches (:func:`global_context_branches`): pooled to 1x1 ... 6x6 cells, their
+    BatchNorm normalises over batch x cells values -- 2 for the 1x1 branch at batch 2 on one device -- and its
+    gradient is then an almost complete cancellation that bfloat16-rounded convolution outputs turn into noise
+    (measured by ``tools/analysis/bf16_gradients.py``). They cost well under 1 % of a head's products."""
+
+    def __init__(self, forward: Callable, device_type: str) -> None:
+        self.forward = forward
+        self.device_type = device_type
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        if not torch.is_autocast_enabled(self.device_type):
+            return self.forward(*args, **kwargs)
+        with torch.autocast(self.device_type, enabled=False):
+            return self.forward(*_to_float32(args), **_to_float32(kwargs))
+
+
+def _keep_float32(module: nn.Module, device_type: str) -> None:
+    current = module.__dict__.get('forward')
+    if not (isinstance(current, _Float32Forward) and current.device_type == device_type):
+        module.forward = _Float32Forward(module.forward, device_type)
+
+
 @contextmanager
 def mixed_precision(model: nn.Module, device_type: str, dtype: torch.dtype | None = torch.bfloat16,
                     log: bool = False) -> Iterator[list[str]]:
     """Within the block, run the model's dense parts under ``torch.autocast(device_type, dtype)`` with float32
     outputs (``dtype=None``: full precision); yields the names of the parts. The rest of the model -- losses, box
     decoding, NMS, RoI heads, post-processing -- runs in float32, and the backward pass of a training step (outside
-    the block, as torch recommends) follows the forward's dtypes. No loss scaling: meant for bfloat16, which has
+    the block, as torch recommends) follows the forward's dtypes. Global-context branches (pooled to a few cells,
+    :func:`global_context_branches`) stay in float32 inside the parts: bfloat16 makes their BatchNorm gradients
+    noise (see :class:`_Float32Forward`). No loss scaling: meant for bfloat16, which has
     float32's exponent range (float16 inference is fine too). Nests and re-enters: the first use installs a wrapper
     on each part's ``forward`` that stays (inactive outside the block), so compiled parts keep their graphs.
 
@@ -148,12 +186,15 @@ def mixed_precision(model: nn.Module, device_type: str, dtype: torch.dtype | Non
         log: log one line with the precision and the parts (mmengine's current logger).
     """
     wrappers = [(name, _mixed_precision_forward(part, device_type)) for name, part in dense_parts(model)]
+    for _, part in dense_parts(model):
+        for branch in global_context_branches(part):
+            _keep_float32(branch, device_type)
     names = [name for name, _ in wrappers]
     if log and dtype is not None:
         from mmengine.logging import print_log
         print_log(f'mixed precision: {describe_precision(device_type, dtype)} for the dense parts '
-                  f'({", ".join(names) or "none found"}); losses, box decoding, NMS, RoI heads and post-processing in '
-                  'float32; no loss scaling', logger='current')
+                  f'({", ".join(names) or "none found"}); their global pooling branches, losses, box decoding, NMS, '
+                  'RoI heads and post-processing in float32; no loss scaling', logger='current')
     previous = [w.dtype for _, w in wrappers]
     for _, wrapper in wrappers:
         wrapper.dtype = dtype
