@@ -106,6 +106,7 @@ def predict(model: Any, images: list[str], out_dir: str, score_thr: float = 0.3,
     overrides = dict(alpha=opacity) if scope == 'mmseg' else {}
     visualizer = build_painter(model.cfg.visualizer, model.dataset_meta, f'mmswin_infer_{id(model)}', **overrides)
     classes = list(model.dataset_meta.get('classes', []))
+    colors = det_colors(visualizer, len(classes)) if scope == 'mmdet' else model.dataset_meta['palette']
 
     os.makedirs(osp.join(out_dir, 'vis'), exist_ok=True)
     os.makedirs(osp.join(out_dir, 'preds'), exist_ok=True)
@@ -117,10 +118,9 @@ def predict(model: Any, images: list[str], out_dir: str, score_thr: float = 0.3,
         picture = paint(visualizer, image, sample, draw_gt=False, score_thr=score_thr)
         if scope == 'mmdet':
             inst = sample.pred_instances
-            legend = det_legend(inst.labels[inst.scores > score_thr].tolist(), classes,
-                                det_colors(visualizer, len(classes)))
+            legend = det_legend(inst.labels[inst.scores > score_thr].tolist(), classes, colors)
         else:
-            legend = seg_legend(sample.pred_sem_seg.data[0].cpu().numpy(), classes, model.dataset_meta['palette'])
+            legend = seg_legend(sample.pred_sem_seg.data[0].cpu().numpy(), classes, colors)
         vis_file = osp.join(out_dir, 'vis', f'{name}.jpg')
         mmcv.imwrite(mmcv.rgb2bgr(add_legend(picture, legend)), vis_file)
         record: dict[str, Any] = dict(image=path, height=int(image.shape[0]), width=int(image.shape[1]),

@@ -166,7 +166,7 @@ def start_weights(cfg, choice: str) -> str:
     return f'weights: ImageNet-1K Swin-T from {path} (strict load checked), fine-tuning learning rate {lr}'
 
 
-def write_overlays(runner, task: str, out_dir: str, score_thr: float = DET_SCORE_THR) -> list[str]:
+def write_overlays(runner, out_dir: str, score_thr: float = DET_SCORE_THR) -> list[str]:
     """One PNG per validation image: ground truth beside prediction, titled (seg: the image's mIoU and pixel
     accuracy; det: the objects and the predictions scoring above ``score_thr``)."""
     import mmcv
@@ -236,7 +236,7 @@ def run(argv: list[str] | None = None, log=print) -> dict:
     if not metrics:  # resumed a finished run: evaluate once more
         metrics = runner.val_loop.run()
     overlay_dir = osp.join(cfg.work_dir, 'overlays')
-    overlays = write_overlays(runner, args.task, overlay_dir, args.score_thr)
+    overlays = write_overlays(runner, overlay_dir, args.score_thr)
     last = runner.message_hub.get_info('last_ckpt')
 
     keys = [k for k in METRIC_KEYS[args.task] if k in metrics]

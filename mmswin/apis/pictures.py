@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
-WHITE = (255, 255, 255)
 BLACK = (0, 0, 0)
 LegendEntry = tuple[str, tuple[int, int, int]]
 
@@ -83,24 +82,25 @@ def add_legend(picture: np.ndarray, entries: Sequence[LegendEntry]) -> np.ndarra
     return np.concatenate([picture.astype(np.uint8), band], axis=0)
 
 
-def segmentation_scores(gt: np.ndarray, pred: np.ndarray, ignore_index: int = 255) -> tuple[float, float] | None:
-    """One image's ``(mIoU, pixel accuracy)`` over its labelled pixels (gt != ignore_index), in [0, 1].
+def segmentation_scores(gt: Any, pred: Any, ignore_index: int = 255) -> tuple[float, float] | None:
+    """One image's ``(mIoU, pixel accuracy)`` over its labelled pixels (gt != ignore_index), in [0, 1], by mmseg's
+    ``IoUMetric.intersect_and_union``.
 
     The mean runs over the classes present in the ground truth or the prediction of those pixels; ``None`` when no
-    pixel is labelled. ``gt``, ``pred``: ``(H, W)`` class indices.
+    pixel is labelled. ``gt``, ``pred``: ``(H, W)`` class indices (arrays or tensors).
     """
-    gt, pred = np.asarray(gt), np.asarray(pred)
+    import torch
+    from mmseg.evaluation.metrics import IoUMetric
+    gt, pred = torch.as_tensor(np.asarray(gt)), torch.as_tensor(np.asarray(pred))
     if gt.shape != pred.shape:
-        raise ValueError(f'ground truth {gt.shape} and prediction {pred.shape} differ in size')
+        raise ValueError(f'ground truth {tuple(gt.shape)} and prediction {tuple(pred.shape)} differ in size')
     labelled = gt != ignore_index
     if not labelled.any():
         return None
-    gt, pred = gt[labelled], pred[labelled]
-    ious = []
-    for cls in np.union1d(np.unique(gt), np.unique(pred)):
-        g, p = gt == cls, pred == cls
-        ious.append(np.logical_and(g, p).sum() / np.logical_or(g, p).sum())
-    return float(np.mean(ious)), float((gt == pred).mean())
+    num_classes = int(max(gt[labelled].max(), pred[labelled].max())) + 1
+    intersect, union, _, area_gt = IoUMetric.intersect_and_union(pred, gt, num_classes, ignore_index)
+    present = union > 0
+    return float((intersect[present] / union[present]).mean()), float(intersect.sum() / area_gt.sum())
 
 
 def seg_legend(label_map: np.ndarray, classes: Sequence[str], palette: Sequence) -> list[LegendEntry]:
@@ -160,8 +160,8 @@ def comparison_titles(sample: Any, name: str, score_thr: float = 0.3, ignore_ind
     objects, then how many predictions are painted (scoring above ``score_thr``) out of all.
     """
     if 'pred_sem_seg' in sample:
-        gt = sample.gt_sem_seg.data[0].cpu().numpy()
-        scores = segmentation_scores(gt, sample.pred_sem_seg.data[0].cpu().numpy(), ignore_index)
+        scores = segmentation_scores(sample.gt_sem_seg.data[0].cpu(), sample.pred_sem_seg.data[0].cpu(),
+                                     ignore_index)
         pred = ('prediction: no labelled pixel to score' if scores is None else
                 f'prediction: mIoU {100 * scores[0]:.1f}, pixel acc. {100 * scores[1]:.1f}%')
         return [f'ground truth: {name}', pred]

@@ -126,13 +126,6 @@ class _MixedPrecisionForward:
         return _to_float32(out)
 
 
-def _mixed_precision_forward(part: nn.Module, device_type: str) -> _MixedPrecisionForward:
-    current = part.__dict__.get('forward')
-    if isinstance(current, _MixedPrecisionForward) and current.device_type == device_type:
-        return current
-    wrapper = _MixedPrecisionForward(part.forward, device_type)
-    part.forward = wrapper
-    return wrapper
 
 
 GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
@@ -164,10 +157,17 @@ class _Float32Forward:
             return self.forward(*_to_float32(args), **_to_float32(kwargs))
 
 
-def _keep_float32(module: nn.Module, device_type: str) -> None:
-    current = module.__dict__.get('forward')
-    if not (isinstance(current, _Float32Forward) and current.device_type == device_type):
-        module.forward = _Float32Forward(module.forward, device_type)
+def _mixed_precision_forward(part: nn.Module, device_type: str) -> _MixedPrecisionForward:
+    """The part's autocast wrapper; installed at the first use, with float32 wrappers on its global-context
+    branches (so later steps do not walk the part's modules again)."""
+    current = part.__dict__.get('forward')
+    if isinstance(current, _MixedPrecisionForward) and current.device_type == device_type:
+        return current
+    for branch in global_context_branches(part):
+        branch.forward = _Float32Forward(branch.forward, device_type)
+    wrapper = _MixedPrecisionForward(part.forward, device_type)
+    part.forward = wrapper
+    return wrapper
 
 
 @contextmanager
@@ -186,9 +186,6 @@ def mixed_precision(model: nn.Module, device_type: str, dtype: torch.dtype | Non
         log: log one line with the precision and the parts (mmengine's current logger).
     """
     wrappers = [(name, _mixed_precision_forward(part, device_type)) for name, part in dense_parts(model)]
-    for _, part in dense_parts(model):
-        for branch in global_context_branches(part):
-            _keep_float32(branch, device_type)
     names = [name for name, _ in wrappers]
     if log and dtype is not None:
         from mmengine.logging import print_log
