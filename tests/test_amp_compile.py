@@ -341,28 +341,30 @@ def _ppm_input_gradient(ppm: torch.nn.Module, x: torch.Tensor, weights: torch.Te
     return x.grad
 
 
+class _UperNetHeadOnly(torch.nn.Module):
+    """A segmentor's dense part as mixed precision finds it: a real mmseg UPerHead as ``decode_head``."""
+
+    def __init__(self) -> None:
+        from mmseg.models import build_head
+        super().__init__()
+        self.decode_head = build_head(dict(
+            type='UPerHead', in_channels=[8, 16, 32, 64], in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3, 6),
+            channels=32, num_classes=3, norm_cfg=dict(type='BN', requires_grad=True), align_corners=False,
+            loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)))
+
+
 def test_global_context_branches_stay_float32_under_mixed_precision():
     """UperNet's pyramid pooling branches pool to 1x1 ... 6x6 cells; on two similar images their BatchNorm gradient
     is an almost complete cancellation that bfloat16 turns into noise (measured here: 10-50 % off float32 on the
     input gradient). mixed_precision keeps them float32 -- the gradient is then exactly float32's -- and the rest of
     the head in bfloat16. Emulated bfloat16 is fine at this size."""
-    from mmseg.models import build_head
-
     from torch._dynamo.testing import CompileCounter
 
     from mmswin.engine.precision import (_Float32Forward, compile_dense_parts, global_context_branches,
                                          mixed_precision)
 
-    class Segmentor(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.decode_head = build_head(dict(
-                type='UPerHead', in_channels=[8, 16, 32, 64], in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3, 6),
-                channels=32, num_classes=3, norm_cfg=dict(type='BN', requires_grad=True), align_corners=False,
-                loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)))
-
     torch.manual_seed(0)
-    net = Segmentor().train()
+    net = _UperNetHeadOnly().train()
     ppm = net.decode_head.psp_modules
     assert global_context_branches(net.decode_head) == list(ppm)
     x = torch.randn(1, 64, 12, 12) + 0.02 * torch.randn(2, 64, 12, 12)  # two nearly equal images' top maps
@@ -387,3 +389,31 @@ def test_global_context_branches_stay_float32_under_mixed_precision():
     assert counter.frame_count == 1
     net.eval()  # without autocast the installed wrapper passes through
     torch.testing.assert_close(ppm[0](x), torch.nn.Sequential.forward(ppm[0], x), rtol=0, atol=0)
+
+
+def test_gpu_amp_wrapper_keeps_global_context_branches_float32(monkeypatch):
+    """On GPUs tools/train.py --amp trains with SkipNonFiniteAmpOptimWrapper: mmengine's autocast over the whole
+    step, which alone would run the pyramid pooling branches in bfloat16 / float16. The wrapper installs the float32
+    branches at its first step and says so. Run on the CPU (mmengine's autocast falls back to bfloat16 on the CPU);
+    only the wrapper's CUDA check is bypassed."""
+    import mmengine.optim.optimizer.amp_optimizer_wrapper as amp_module
+
+    import mmswin.engine.optim_wrappers as wrappers_module
+    monkeypatch.setattr(amp_module, 'is_cuda_available', lambda: True)
+    torch.manual_seed(0)
+    net = _UperNetHeadOnly().train()
+    head = net.decode_head
+    wrapper = wrappers_module.SkipNonFiniteAmpOptimWrapper(optimizer=torch.optim.SGD(net.parameters(), lr=0.1),
+                                                           dtype='bfloat16')
+    seen = []
+    monkeypatch.setattr(wrappers_module, 'print_log', lambda msg, **kwargs: seen.append(msg))
+    x = torch.randn(2, 64, 12, 12)
+    with torch.autocast('cpu', torch.bfloat16):
+        assert head.psp_modules[0](x).dtype == torch.bfloat16  # nothing installed before the first step
+    for _ in range(2):
+        with wrapper.optim_context(net):
+            assert torch.is_autocast_enabled('cpu')
+            assert head.psp_modules[0](x).dtype == torch.float32
+            assert head.bottleneck(torch.randn(2, 64 + 4 * 32, 12, 12)).dtype == torch.bfloat16
+    assert len(seen) == 1 and 'global pooling branches of decode_head run in float32' in seen[0]  # once
+    assert head.psp_modules[0](x).dtype == torch.float32  # outside autocast: as before

@@ -30,7 +30,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--work-dir', help='the dir to save logs and models (default: work_dirs/CONFIG_NAME)')
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision. GPU: mmengine\'s AmpOptimWrapper, bfloat16 where the GPU supports it, '
-                        'else float16 with dynamic loss scaling. CPU with native bfloat16 (AMX-BF16, AVX512-BF16, '
+                        'else float16 with dynamic loss scaling; global pooling branches (UperNet\'s pyramid pooling) '
+                        'in float32. CPU with native bfloat16 (AMX-BF16, AVX512-BF16, '
                         'ARM BF16): bfloat16 autocast of the backbone, neck and dense heads, the rest in float32, no '
                         'loss scaling (Bf16OptimWrapper); other CPUs are refused (emulated bfloat16 is slower than '
                         'float32)')

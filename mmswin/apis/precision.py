@@ -30,7 +30,8 @@ def enable_amp(cfg: Any, option: str = '--amp') -> str:
     """Make a loaded config train in mixed precision; returns what it will run (for the log).
 
     * CUDA: mmengine's ``AmpOptimWrapper``, bfloat16 where the GPU supports it (Ampere and newer: no loss scaling),
-      else float16 with dynamic loss scaling -- autocast over the whole training step.
+      else float16 with dynamic loss scaling -- autocast over the whole training step (``enable_safeguards`` makes
+      it mmswin's ``SkipNonFiniteAmpOptimWrapper``, which keeps global pooling branches in float32).
     * CPU with native bfloat16 (AMX-BF16, AVX512-BF16, ARM BF16): ``Bf16OptimWrapper`` -- the backbone, neck and
       dense heads in bfloat16 autocast, the rest in float32, no loss scaling (``AmpOptimWrapper`` refuses the CPU).
 

@@ -15,7 +15,7 @@ from .hooks import (AtomicCheckpointHook, CheckpointSaveError, CompileHook, Data
 from .optim_wrappers import (Bf16OptimWrapper, SkipNonFiniteAmpOptimWrapper, SkipNonFiniteBf16OptimWrapper,
                              SkipNonFiniteOptimWrapper)
 from .precision import (UnsupportedPrecisionError, autocast_dtype, compile_dense_parts, cpu_bf16_instructions,
-                        dense_parts, mixed_precision)
+                        dense_parts, keep_global_context_float32, mixed_precision)
 from .runtime import setup_runtime
 from .safeguards import enable_safeguards
 from .storage import ATOMIC_BACKEND, AtomicLocalBackend, atomic_write_bytes, atomic_write_text
@@ -24,7 +24,8 @@ __all__ = ['ATOMIC_BACKEND', 'AtomicCheckpointHook', 'AtomicLocalBackend', 'Bf16
            'CompileHook', 'DataCheckHook', 'NonFiniteLossError', 'NonFiniteLossHook', 'SkipNonFiniteAmpOptimWrapper',
            'SkipNonFiniteBf16OptimWrapper', 'SkipNonFiniteOptimWrapper', 'UnsupportedPrecisionError',
            'atomic_write_bytes', 'atomic_write_text', 'autocast_dtype', 'compile_dense_parts',
-           'cpu_bf16_instructions', 'dense_parts', 'enable_compile', 'enable_safeguards', 'mixed_precision',
+           'cpu_bf16_instructions', 'dense_parts', 'enable_compile', 'enable_safeguards',
+           'keep_global_context_float32', 'mixed_precision',
            'setup_runtime']
 
 setup_runtime()

@@ -22,7 +22,7 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 from torch import nn
 
-from mmswin.engine.precision import cpu_bf16_instructions, mixed_precision
+from mmswin.engine.precision import cpu_bf16_instructions, keep_global_context_float32, mixed_precision
 
 __all__ = ['Bf16OptimWrapper', 'SkipNonFiniteOptimWrapper', 'SkipNonFiniteAmpOptimWrapper',
            'SkipNonFiniteBf16OptimWrapper', 'SKIPPED_KEY', 'SKIP_VARIANTS']
@@ -110,9 +110,33 @@ class SkipNonFiniteOptimWrapper(_SkipNonFinite, OptimWrapper):
     """mmengine's ``OptimWrapper`` that skips non-finite steps (see :class:`_SkipNonFinite`)."""
 
 
+class _Float32GlobalContext:
+    """``optim_context`` of an ``AmpOptimWrapper`` (autocast over the whole training step) that keeps the global
+    pooling branches of the model's dense parts -- UperNet's / PSPNet's pyramid pooling, ASPP's image pool -- in
+    float32, as :class:`Bf16OptimWrapper` does: in bfloat16 or float16 the gradient of their BatchNorm over a few
+    values (2 for UperNet's 1x1 branch at batch 2 per GPU) is noise, and it is the largest gradient the head sends
+    into the backbone (see :func:`~mmswin.engine.precision.keep_global_context_float32`). Installed at the first
+    step, logged once."""
+
+    @contextmanager
+    def optim_context(self, model: nn.Module) -> Iterator[None]:
+        if not getattr(self, '_float32_branches', False):
+            self._float32_branches = True
+            param = next(model.parameters(), None)
+            device_type = param.device.type if param is not None else 'cuda'
+            parts = keep_global_context_float32(model, device_type)
+            if parts:
+                print_log(f'mixed precision: the global pooling branches of {", ".join(parts)} run in float32 '
+                          '(BatchNorm over a few pooled cells)', logger='current')
+        with super().optim_context(model):
+            yield
+
+
 @OPTIM_WRAPPERS.register_module()
-class SkipNonFiniteAmpOptimWrapper(_SkipNonFinite, AmpOptimWrapper):
-    """mmengine's ``AmpOptimWrapper`` that skips steps whose loss is not finite (see :class:`_SkipNonFinite`)."""
+class SkipNonFiniteAmpOptimWrapper(_SkipNonFinite, _Float32GlobalContext, AmpOptimWrapper):
+    """mmengine's ``AmpOptimWrapper`` that skips steps whose loss is not finite (see :class:`_SkipNonFinite`) and
+    keeps the global pooling branches of the dense parts in float32 (see :class:`_Float32GlobalContext`); what
+    ``tools/train.py --amp`` uses on GPUs."""
 
 
 @OPTIM_WRAPPERS.register_module()

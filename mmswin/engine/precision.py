@@ -27,7 +27,7 @@ from torch import nn
 
 __all__ = ['DENSE_PARTS', 'UnsupportedPrecisionError', 'autocast_dtype', 'compile_dense_parts',
            'cpu_bf16_instructions', 'dense_parts', 'describe_precision', 'global_context_branches',
-           'mixed_precision']
+           'keep_global_context_float32', 'mixed_precision']
 
 # top-level attributes of mmdet detectors and mmseg segmentors that hold dense, image-size-shaped computation
 DENSE_PARTS = ('backbone', 'neck', 'decode_head', 'auxiliary_head', 'rpn_head', 'bbox_head')
@@ -157,14 +157,32 @@ class _Float32Forward:
             return self.forward(*_to_float32(args), **_to_float32(kwargs))
 
 
+def _keep_branches_float32(part: nn.Module, device_type: str) -> int:
+    """Install :class:`_Float32Forward` on the part's global-context branches that lack one; returns how many
+    branches the part has."""
+    branches = global_context_branches(part)
+    for branch in branches:
+        current = branch.__dict__.get('forward')
+        if not (isinstance(current, _Float32Forward) and current.device_type == device_type):
+            branch.forward = _Float32Forward(branch.forward, device_type)
+    return len(branches)
+
+
+def keep_global_context_float32(model: nn.Module, device_type: str) -> list[str]:
+    """Make the global-context branches of the model's dense parts (:func:`global_context_branches`) run in float32
+    whenever ``torch.autocast(device_type)`` is on around them -- for autocast over a whole training step, as
+    mmengine's ``AmpOptimWrapper`` does on GPUs; :func:`mixed_precision` does it by itself. Idempotent; a no-op
+    without autocast. Returns the names of the parts that have such branches."""
+    return [name for name, part in dense_parts(model) if _keep_branches_float32(part, device_type)]
+
+
 def _mixed_precision_forward(part: nn.Module, device_type: str) -> _MixedPrecisionForward:
     """The part's autocast wrapper; installed at the first use, with float32 wrappers on its global-context
     branches (so later steps do not walk the part's modules again)."""
     current = part.__dict__.get('forward')
     if isinstance(current, _MixedPrecisionForward) and current.device_type == device_type:
         return current
-    for branch in global_context_branches(part):
-        branch.forward = _Float32Forward(branch.forward, device_type)
+    _keep_branches_float32(part, device_type)
     wrapper = _MixedPrecisionForward(part.forward, device_type)
     part.forward = wrapper
     return wrapper
