@@ -381,3 +381,38 @@ def test_explicit_attention_equals_sdpa():
     q, k, v = torch.randn(2, 4, 50, 16), torch.randn(2, 4, 13, 16), torch.randn(2, 4, 13, 16)
     expected = torch.nn.functional.scaled_dot_product_attention(q, k, v)
     assert torch.allclose(explicit_attention(q, k, v), expected, atol=1e-5)
+
+
+def test_plus_depthwise_conv_equals_the_explicit_sum():
+    """``x + dwconv(x)`` as one convolution (centre taps raised by one) in float32, fused with the GELU by oneDNN in
+    CPU inference, an explicit add under autocast: the values and gradients of the explicit sum each time."""
+    import torch.nn.functional as F
+    from torch.profiler import profile
+
+    from mmswin.models.backbones import shunted
+    torch.manual_seed(0)
+    conv = nn.Conv2d(8, 8, 3, padding=1, groups=8)
+    hw = (5, 7)
+    x = torch.randn(2, 35, 8, requires_grad=True)
+
+    def explicit(gelu: bool) -> torch.Tensor:
+        y = x + shunted.map_to_tokens(conv(shunted.tokens_to_map(x, hw)))[0]
+        return F.gelu(y) if gelu else y
+
+    for gelu in (False, True):
+        expected = explicit(gelu)
+        grads = torch.autograd.grad(expected.square().sum(), (x, conv.weight, conv.bias))
+        out = shunted.plus_depthwise_conv(x, hw, conv, gelu)
+        torch.testing.assert_close(out, expected)
+        for got, want in zip(torch.autograd.grad(out.square().sum(), (x, conv.weight, conv.bias)), grads):
+            torch.testing.assert_close(got, want)
+        with torch.no_grad(), profile() as prof:
+            torch.testing.assert_close(shunted.plus_depthwise_conv(x, hw, conv, gelu), expected.detach())
+        fused = any('_convolution_pointwise' in e.name for e in prof.events())
+        assert fused == (gelu and shunted._ONEDNN_CONV_GELU)  # the GELU inside oneDNN's convolution
+        with torch.autocast('cpu', torch.bfloat16):
+            low = shunted.plus_depthwise_conv(x, hw, conv, gelu)
+        torch.testing.assert_close(low.float(), expected, atol=0.1, rtol=0.05)
+    assert not shunted._fused_cpu_inference(x)  # gradients wanted: autograd needs the unfused ops
+    with torch.no_grad(), torch.autocast('cpu', torch.bfloat16):
+        assert not shunted._fused_cpu_inference(x)

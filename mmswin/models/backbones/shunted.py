@@ -66,6 +66,47 @@ def merge_heads(x: Tensor) -> Tensor:
     return x.transpose(1, 2).reshape(B, N, h * d)  # B, N, C
 
 
+def _onednn_conv_gelu_available() -> bool:
+    """Whether this torch has oneDNN's fused convolution + pointwise op (x86 and ARM builds with mkldnn)."""
+    try:
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, '_convolution_pointwise')
+    except (AttributeError, RuntimeError):
+        return False
+
+
+_ONEDNN_CONV_GELU = _onednn_conv_gelu_available()
+
+
+def _fused_cpu_inference(x: Tensor) -> bool:
+    """oneDNN's fused convolution + GELU applies: float32 CPU inference without autocast, run eagerly (not compiled,
+    exported or traced, whose graphs must stay portable and which fuse by themselves)."""
+    return (_ONEDNN_CONV_GELU and x.device.type == 'cpu' and x.dtype == torch.float32 and not torch.is_grad_enabled()
+            and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled('cpu')
+            and not torch.compiler.is_compiling() and not torch.compiler.is_exporting() and not torch.jit.is_tracing())
+
+
+def plus_depthwise_conv(x: Tensor, hw: HW, conv: nn.Conv2d, gelu: bool = False) -> Tensor:
+    """``x + conv(x)`` (``gelu(x + conv(x))`` with ``gelu``) for ``(B, H*W, C)`` tokens and a ``k x k`` depth-wise
+    ``conv`` (stride 1, padding ``k // 2``) -> ``(B, H*W, C)``.
+
+    In float32 it is one convolution whose centre taps are raised by one: the same sum without a separate add over
+    the ``(B, H*W, C)`` tensor, in forward and backward -- the largest elementwise pass of Shunted's blocks. In
+    float32 CPU inference the GELU runs inside oneDNN's convolution too (bit-identical, one pass fewer). Under
+    autocast it stays an explicit add: a centre tap of ``1 + w`` in bfloat16 would lose ``w``'s low bits.
+    """
+    if torch.is_autocast_enabled(x.device.type) or x.dtype != torch.float32:
+        y = x + map_to_tokens(conv(tokens_to_map(x, hw)))[0]
+        return F.gelu(y) if gelu else y
+    k = conv.kernel_size[0] // 2
+    weight = conv.weight + F.pad(conv.weight.new_ones(conv.weight.shape[0], 1, 1, 1), (k, k, k, k))
+    if gelu and _fused_cpu_inference(x):
+        out = torch.ops.mkldnn._convolution_pointwise(tokens_to_map(x, hw), weight, conv.bias, list(conv.padding),
+                                                      [1, 1], [1, 1], conv.groups, 'gelu', [None], 'none')
+        return map_to_tokens(out)[0]  # B, H*W, C
+    out = F.conv2d(tokens_to_map(x, hw), weight, conv.bias, 1, conv.padding, 1, conv.groups)  # B, C, H, W
+    return F.gelu(map_to_tokens(out)[0]) if gelu else map_to_tokens(out)[0]  # B, H*W, C
+
+
 def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:
     """``softmax(q k^T / sqrt(d)) v`` for ``(B, heads, N, d)`` queries and ``(B, heads, M, d)`` keys / values.
 
@@ -161,7 +202,7 @@ class ShuntedAttention(nn.Module):
         half = self.embed_dims // 2
         xb, hw_b = map_to_tokens(sr(x_map))  # B, Nb, C;  Hb = floor(H / r)
         k, v = kv(self.act(norm(xb))).split(half, dim=-1)  # B, Nb, C/2 each
-        v = v + map_to_tokens(local_conv(tokens_to_map(v, hw_b)))[0]  # B, Nb, C/2
+        v = plus_depthwise_conv(v, hw_b, local_conv)  # v + local_conv(v): B, Nb, C/2
         heads = self.num_heads // 2
         out = attention(q, split_heads(k, heads), split_heads(v, heads),  # B, heads/2, N, d
                         dropout_p=self.attn_drop_rate if self.training else 0.0)
@@ -213,13 +254,12 @@ class ShuntedMlp(nn.Module):
         super().__init__()
         self.fc1 = nn.Linear(embed_dims, hidden_dims)
         self.dwconv = DWConv(hidden_dims)
-        self.act = nn.GELU()
         self.fc2 = nn.Linear(hidden_dims, embed_dims)
         self.drop = nn.Dropout(drop_rate)
 
     def forward(self, x: Tensor, hw: HW) -> Tensor:
         y = self.fc1(x)  # B, N, hidden
-        y = self.drop(self.act(y + self.dwconv(y, hw)))  # the residual sits inside the activation
+        y = self.drop(plus_depthwise_conv(y, hw, self.dwconv.dwconv, gelu=True))  # GELU(y + dwconv(y))
         return self.drop(self.fc2(y))
 
 
