@@ -161,6 +161,18 @@ def test_small_maps_shrink_the_window_and_drop_the_shift():
     assert all(torch.isfinite(o).all() for o in outs)
 
 
+@pytest.mark.parametrize('size', [(100, 137), (256, 256), (40, 72)])
+def test_inference_gather_layout_equals_the_training_layout(size):
+    """Under no_grad the windows are gathered by index, with grads by pad / roll / views: the same maps, padded and
+    shifted windows (100x137: 25x35 map, window 8) and shrunken windows (40x72) included."""
+    model = randomize_(SwinTransformerV2(arch=SMALL, window_size=8, drop_path_rate=0.0)).eval()
+    x = torch.randn(2, 3, *size)
+    with torch.no_grad():
+        gathered = model(x)
+    views = model(x)  # grad enabled: the view layout
+    assert max_diff(gathered, [o.detach() for o in views]) < 1e-5
+
+
 def test_a_v1_checkpoint_is_named_as_such(tmp_path):
     v1 = MODELS.build(dict(type='mmswin.SwinTransformer', arch=dict(SMALL), drop_path_rate=0.0))
     path = _save(v1.state_dict(), tmp_path / 'v1.pth')

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -50,7 +50,7 @@ from mmswin.registry import MODELS
 
 __all__ = [
     'SwinTransformer', 'SWIN_ARCHS', 'resolve_swin_arch', 'relative_position_index', 'window_partition',
-    'window_reverse', 'shift_window_mask', 'window_attention', 'window_token_index',
+    'window_reverse', 'shift_window_mask', 'window_attention', 'window_token_index', 'attend_in_gathered_windows',
     'resize_relative_position_bias_table',
     'resize_abs_pos_embed', 'detect_swin_layout', 'describe_swin_state_dict', 'convert_swin_state_dict',
     'official_to_unfold_order', 'unfold_to_official_order',
@@ -163,6 +163,24 @@ def window_token_index(height: int, width: int, window_size: int, shift_size: in
     token_window = ((r // ws)[:, None] * (wp // ws) + (c // ws)[None, :]).reshape(-1)  # H*W
     token_slot = ((r % ws)[:, None] * ws + (c % ws)[None, :]).reshape(-1)  # H*W
     return slot_token, token_window, token_slot
+
+
+def attend_in_gathered_windows(x: Tensor, hw: tuple[int, int], window_size: int, shift_size: int,
+                               attend: Callable[[Tensor], Tensor]) -> Tensor:
+    """Window attention over a ``(B, H*W, C)`` map in two gathers, for inference: the tokens into padded, shifted
+    windows in one ``index_select`` (:func:`window_token_index`), ``attend`` (``(B*nW, N, C)`` windows ->
+    ``(B*nW, heads, N, d)``), and the output, heads merged, back to the tokens in one indexing -- instead of up to
+    nine layout copies (pad, two per roll, partition, head merge, reverse, crop). Returns ``(B, H*W, C)``, before
+    the output projection. Its backward would be a scatter, which is slow on the CPU: training keeps the views."""
+    b, length, c = x.shape
+    ws = window_size
+    slot_token, token_window, token_slot = window_token_index(hw[0], hw[1], ws, shift_size, x.device)
+    if slot_token.shape[0] != length:  # padding: slots holding index H*W read a zero token
+        x = F.pad(x, (0, 0, 0, 1))  # B, H*W + 1, C
+    out = attend(x.index_select(1, slot_token).view(-1, ws * ws, c))  # B*nW, heads, N, d
+    heads, n, d = out.shape[1:]
+    out = out.view(b, -1, heads, n, d).transpose(2, 3)  # B, nW, N, heads, d (a view)
+    return out[:, token_window, token_slot].view(b, length, c)  # B, H*W, C
 
 
 def resize_relative_position_bias_table(table: Tensor, window_size: int) -> Tensor:
@@ -375,19 +393,9 @@ class ShiftWindowMSA(nn.Module):
         return _crop_tokens(x, h, w)  # B, H*W, C (padding dropped before the projection)
 
     def _windows_by_gather(self, x: Tensor, hw: tuple[int, int], shift_mask: Tensor | None) -> Tensor:
-        """The same function in two gathers (inference): tokens into padded, shifted windows in one
-        ``index_select``, and the attention output, heads merged, back to the tokens in one indexing -- instead
-        of up to nine layout copies (pad, two per roll, partition, head merge, reverse, crop). Its backward would
-        be a scatter, which is slow on the CPU, so training takes :meth:`_windows_by_views`."""
-        b, length, c = x.shape
-        ws = self.window_size
-        slot_token, token_window, token_slot = window_token_index(hw[0], hw[1], ws, self.shift_size, x.device)
-        if slot_token.shape[0] != length:  # padding: slots holding index H*W read a zero token
-            x = F.pad(x, (0, 0, 0, 1))  # B, H*W + 1, C
-        out = self.w_msa.attend(x.index_select(1, slot_token).view(-1, ws * ws, c), shift_mask)  # B*nW, h, N, d
-        heads, n, d = out.shape[1:]
-        out = out.view(b, -1, heads, n, d).transpose(2, 3)  # B, nW, N, heads, d (a view)
-        return out[:, token_window, token_slot].view(b, length, c)  # B, H*W, C
+        """The same function in two gathers, for inference (:func:`attend_in_gathered_windows`)."""
+        return attend_in_gathered_windows(x, hw, self.window_size, self.shift_size,
+                                          lambda windows: self.w_msa.attend(windows, shift_mask))
 
 
 # ----------------------------------------------------------------------------------------------------------------

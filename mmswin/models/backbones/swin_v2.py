@@ -45,9 +45,10 @@ from torch import Tensor, nn
 
 from mmswin.models.backbones.base import (PyramidBackbone, check_pyramid_arguments, drop_path_rates,
                                           init_linears_and_norms, split_output_norms)
-from mmswin.models.backbones.swin import (SWIN_ARCHS, PatchEmbed, _crop_tokens, _num_blocks, relative_position_index,
-                                          resolve_swin_arch, shift_window_mask, unfold_to_official_order,
-                                          window_attention, window_partition, window_reverse)
+from mmswin.models.backbones.swin import (SWIN_ARCHS, PatchEmbed, _crop_tokens, _num_blocks,
+                                          attend_in_gathered_windows, relative_position_index, resolve_swin_arch,
+                                          shift_window_mask, unfold_to_official_order, window_attention,
+                                          window_partition, window_reverse)
 from mmswin.models.pretrained import CheckpointMismatchError
 from mmswin.registry import MODELS
 
@@ -138,6 +139,10 @@ class WindowAttentionV2(nn.Module):
     def forward(self, windows: Tensor, window_size: int, shift_mask: Tensor | None = None) -> Tensor:
         """``(B*nW, N, C)`` tokens (the windows of one image consecutive, ``N = window_size**2``) and the optional
         ``(nW, N, N)`` additive shift mask -> ``(B*nW, N, C)``, heads merged, before the output projection."""
+        return self.attend(windows, window_size, shift_mask).transpose(1, 2).reshape(windows.shape)
+
+    def attend(self, windows: Tensor, window_size: int, shift_mask: Tensor | None = None) -> Tensor:
+        """:meth:`forward` before the heads are merged: ``(B*nW, N, C)`` -> ``(B*nW, heads, N, d)``."""
         bw, n, c = windows.shape
         heads = self.num_heads
         bias = None if self.q_bias is None else torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
@@ -146,9 +151,8 @@ class WindowAttentionV2(nn.Module):
         scale = torch.clamp(self.logit_scale, max=math.log(100.0)).exp()  # heads, 1, 1
         q = F.normalize(q, dim=-1) * scale
         k = F.normalize(k, dim=-1)
-        out = window_attention(q, k, v, self.position_bias(window_size), shift_mask, 1.0,
-                               self.attn_drop_rate if self.training else 0.0)  # B*nW, heads, N, d
-        return out.transpose(1, 2).reshape(bw, n, c)
+        return window_attention(q, k, v, self.position_bias(window_size), shift_mask, 1.0,
+                                self.attn_drop_rate if self.training else 0.0)  # B*nW, heads, N, d
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -196,10 +200,14 @@ class SwinV2Block(nn.Module):
 
     def _window_attention(self, x: Tensor, hw: tuple[int, int], window: tuple[int, int],
                           shift_mask: Tensor | None) -> Tensor:
-        """``(B, H*W, C)`` -> ``(B, H*W, C)``: pad, roll, partition, attend, and back, then project."""
+        """``(B, H*W, C)`` -> ``(B, H*W, C)``: pad, roll, partition, attend, and back, then project (in inference
+        by two gathers instead, :func:`~mmswin.models.backbones.swin.attend_in_gathered_windows`)."""
+        ws, shift = window
+        if not (torch.is_grad_enabled() or torch.compiler.is_compiling()):
+            x = attend_in_gathered_windows(x, hw, ws, shift, lambda windows: self.attn.attend(windows, ws, shift_mask))
+            return self.attn.proj_drop(self.attn.proj(x))
         b, _, c = x.shape
         h, w = hw
-        ws, shift = window
         hp, wp = _num_blocks(h, ws) * ws, _num_blocks(w, ws) * ws
         x = F.pad(x.view(b, h, w, c), (0, 0, 0, wp - w, 0, hp - h))  # B, Hp, Wp, C
         if shift:
