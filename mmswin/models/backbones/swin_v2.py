@@ -146,11 +146,14 @@ class WindowAttentionV2(nn.Module):
         bw, n, c = windows.shape
         heads = self.num_heads
         bias = None if self.q_bias is None else torch.cat((self.q_bias, torch.zeros_like(self.v_bias), self.v_bias))
-        qkv = F.linear(windows, self.qkv.weight, bias).view(bw, n, 3, heads, c // heads).permute(2, 0, 3, 1, 4)
-        q, k, v = qkv.unbind(0)  # each B*nW, heads, N, d
-        scale = torch.clamp(self.logit_scale, max=math.log(100.0)).exp()  # heads, 1, 1
-        q = F.normalize(q, dim=-1) * scale
-        k = F.normalize(k, dim=-1)
+        qkv = F.linear(windows, self.qkv.weight, bias).view(bw, n, 3, heads, c // heads)  # B*nW, N, 3, heads, d
+        scale = torch.clamp(self.logit_scale, max=math.log(100.0)).exp().view(1, heads, 1)  # q: exp(logit scale)
+        scale = torch.cat((scale, torch.ones_like(scale)))  # 2, heads, 1 (k: 1)
+        qk = qkv[:, :, :2]  # B*nW, N, 2, heads, d
+        # q / |q| * scale and k / |k| in one pass (F.normalize's eps 1e-12)
+        qk = qk * (scale / torch.linalg.vector_norm(qk, dim=-1, keepdim=True).clamp_min(1e-12))
+        q, k = qk.permute(2, 0, 3, 1, 4).unbind(0)  # each B*nW, heads, N, d
+        v = qkv[:, :, 2].transpose(1, 2)  # B*nW, heads, N, d
         return window_attention(q, k, v, self.position_bias(window_size), shift_mask, 1.0,
                                 self.attn_drop_rate if self.training else 0.0)  # B*nW, heads, N, d
 
