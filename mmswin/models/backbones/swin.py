@@ -246,7 +246,7 @@ def _crop_tokens(x: Tensor, height: int, width: int) -> Tensor:
 def _explicit_products_are_faster(q: Tensor) -> bool:
     """Whether :func:`window_attention` writes the attention as explicit products for ``q`` (else one SDPA call).
 
-    Measured per device, precision and mode (``tools/analysis/benchmark_window_attention.py``):
+    Measured per device, precision and mode on whole Swin-T steps (``tools/analysis/benchmark_backbones.py``):
 
     * CUDA: SDPA always -- fused kernels, also in training (the bias gets its gradient through them).
     * CPU under ``torch.compile``: explicit products -- inductor runs them as batched matrix products with the bias,
