@@ -17,7 +17,7 @@ setup(
     python_requires='>=3.9',
     # torch / torchvision / mmcv are installed by tools/setup_env.sh (mmcv 2.1.0 must be compiled against torch).
     install_requires=[
-        'torch>=2.1',
+        'torch>=2.6',  # tested with 2.14; torch.nn.utils.get_total_norm and torch.is_autocast_enabled(device) need 2.6
         'mmcv>=2.0.0rc4,<2.2.0',
         'mmengine>=0.10,<0.11',
         'mmdet>=3.3,<3.4',

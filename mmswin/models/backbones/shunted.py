@@ -82,7 +82,7 @@ def _fused_cpu_inference(x: Tensor) -> bool:
     exported or traced, whose graphs must stay portable and which fuse by themselves)."""
     return (_ONEDNN_CONV_GELU and x.device.type == 'cpu' and x.dtype == torch.float32 and not torch.is_grad_enabled()
             and torch.backends.mkldnn.enabled and not torch.is_autocast_enabled('cpu')
-            and not torch.compiler.is_compiling() and not torch.compiler.is_exporting() and not torch.jit.is_tracing())
+            and not torch.compiler.is_compiling() and not torch.jit.is_tracing())  # is_compiling: export too
 
 
 def plus_depthwise_conv(x: Tensor, hw: HW, conv: nn.Conv2d, gelu: bool = False) -> Tensor:
