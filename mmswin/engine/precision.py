@@ -126,8 +126,6 @@ class _MixedPrecisionForward:
         return _to_float32(out)
 
 
-
-
 GLOBAL_POOLS = (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)
 
 

@@ -103,8 +103,8 @@ def plus_depthwise_conv(x: Tensor, hw: HW, conv: nn.Conv2d, gelu: bool = False) 
         out = torch.ops.mkldnn._convolution_pointwise(tokens_to_map(x, hw), weight, conv.bias, list(conv.padding),
                                                       [1, 1], [1, 1], conv.groups, 'gelu', [None], 'none')
         return map_to_tokens(out)[0]  # B, H*W, C
-    out = F.conv2d(tokens_to_map(x, hw), weight, conv.bias, 1, conv.padding, 1, conv.groups)  # B, C, H, W
-    return F.gelu(map_to_tokens(out)[0]) if gelu else map_to_tokens(out)[0]  # B, H*W, C
+    out = map_to_tokens(F.conv2d(tokens_to_map(x, hw), weight, conv.bias, 1, conv.padding, 1, conv.groups))[0]
+    return F.gelu(out) if gelu else out  # B, H*W, C
 
 
 def attention(q: Tensor, k: Tensor, v: Tensor, dropout_p: float = 0.0) -> Tensor:

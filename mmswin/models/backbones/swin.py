@@ -18,7 +18,7 @@ Speed and the compiler: the hot path is plain tensor code that ``torch.compile``
 autograd function, no in-place update of autograd inputs, no data-dependent shape). Training and compiled code pad,
 roll and partition with ``F.pad`` / ``torch.roll`` / views (cheap backward, fused by the compiler); eager inference
 gathers the windows by index instead (two copies per block instead of up to nine, see
-:meth:`ShiftWindowMSA._windows_by_gather`). The shift mask is built from ``arange`` comparisons of the (symbolic)
+:func:`attend_in_gathered_windows`). The shift mask is built from ``arange`` comparisons of the (symbolic)
 map size once per stage. The attention over all windows is one call of :func:`window_attention`: one
 ``F.scaled_dot_product_attention`` on CUDA (fused kernels in training too), explicit batched products on the CPU
 under the compiler (inductor fuses bias, mask and softmax around two ``bmm``), whichever measured faster in eager
@@ -50,7 +50,8 @@ from mmswin.registry import MODELS
 
 __all__ = [
     'SwinTransformer', 'SWIN_ARCHS', 'resolve_swin_arch', 'relative_position_index', 'window_partition',
-    'window_reverse', 'shift_window_mask', 'window_attention', 'window_token_index', 'attend_in_gathered_windows',
+    'window_reverse', 'shift_window_mask', 'window_attention', 'window_token_index', 'attend_in_windows',
+    'attend_in_window_views', 'attend_in_gathered_windows',
     'resize_relative_position_bias_table',
     'resize_abs_pos_embed', 'detect_swin_layout', 'describe_swin_state_dict', 'convert_swin_state_dict',
     'official_to_unfold_order', 'unfold_to_official_order',
@@ -181,6 +182,37 @@ def attend_in_gathered_windows(x: Tensor, hw: tuple[int, int], window_size: int,
     heads, n, d = out.shape[1:]
     out = out.view(b, -1, heads, n, d).transpose(2, 3)  # B, nW, N, heads, d (a view)
     return out[:, token_window, token_slot].view(b, length, c)  # B, H*W, C
+
+
+def attend_in_window_views(x: Tensor, hw: tuple[int, int], window_size: int, shift_size: int,
+                           attend: Callable[[Tensor], Tensor]) -> Tensor:
+    """:func:`attend_in_windows` by pad, roll and partition with views and copies (cheap backward, and what the
+    compiler fuses best): ``(B, H*W, C)`` -> ``(B, H*W, C)``, before the output projection."""
+    b, _, c = x.shape
+    h, w = hw
+    ws, shift = window_size, shift_size
+    hp, wp = _num_blocks(h, ws) * ws, _num_blocks(w, ws) * ws
+    x = F.pad(x.view(b, h, w, c), (0, 0, 0, wp - w, 0, hp - h))  # B, Hp, Wp, C
+    if shift:
+        x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))  # B, Hp, Wp, C
+    windows = window_partition(x, ws)  # B*nW, N, C
+    x = attend(windows).transpose(1, 2).reshape(windows.shape)  # B*nW, N, C (heads merged)
+    x = window_reverse(x, ws, hp, wp)  # B, Hp, Wp, C
+    if shift:
+        x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))  # B, Hp, Wp, C
+    return _crop_tokens(x, h, w)  # B, H*W, C (padding dropped before the projection)
+
+
+def attend_in_windows(x: Tensor, hw: tuple[int, int], window_size: int, shift_size: int,
+                      attend: Callable[[Tensor], Tensor]) -> Tensor:
+    """Window attention over a ``(B, H*W, C)`` map: ``attend`` (``(B*nW, N, C)`` windows of the map padded to whole
+    windows and rolled by ``-shift_size`` -> ``(B*nW, heads, N, d)``), back to ``(B, H*W, C)`` with the heads
+    merged, before the output projection. Eager inference takes :func:`attend_in_gathered_windows`; training,
+    ``torch.compile`` and export take :func:`attend_in_window_views` (the gather's backward is a scatter, slow on
+    the CPU). Both Swin families call it."""
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        return attend_in_window_views(x, hw, window_size, shift_size, attend)
+    return attend_in_gathered_windows(x, hw, window_size, shift_size, attend)
 
 
 def resize_relative_position_bias_table(table: Tensor, window_size: int) -> Tensor:
@@ -371,31 +403,10 @@ class ShiftWindowMSA(nn.Module):
 
         ``shift_mask``: ``(nW, N, N)`` additive mask of the shifted windows (used when ``shift_size > 0``).
         """
-        if torch.is_grad_enabled() or torch.compiler.is_compiling():
-            out = self._windows_by_views(x, hw, shift_mask if self.shift_size else None)
-        else:
-            out = self._windows_by_gather(x, hw, shift_mask if self.shift_size else None)
+        shift_mask = shift_mask if self.shift_size else None
+        out = attend_in_windows(x, hw, self.window_size, self.shift_size,
+                                lambda windows: self.w_msa.attend(windows, shift_mask))  # B, H*W, C
         return self.drop(self.w_msa.proj_drop(self.w_msa.proj(out)))
-
-    def _windows_by_views(self, x: Tensor, hw: tuple[int, int], shift_mask: Tensor | None) -> Tensor:
-        """Pad, roll and partition with views and copies: cheap backward, and what the compiler fuses best."""
-        b, _, c = x.shape
-        h, w = hw
-        ws, shift = self.window_size, self.shift_size
-        hp, wp = _num_blocks(h, ws) * ws, _num_blocks(w, ws) * ws
-        x = F.pad(x.view(b, h, w, c), (0, 0, 0, wp - w, 0, hp - h))  # B, Hp, Wp, C
-        if shift:
-            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))  # B, Hp, Wp, C
-        x = self.w_msa(window_partition(x, ws), shift_mask)  # B*nW, N, C
-        x = window_reverse(x, ws, hp, wp)  # B, Hp, Wp, C
-        if shift:
-            x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))  # B, Hp, Wp, C
-        return _crop_tokens(x, h, w)  # B, H*W, C (padding dropped before the projection)
-
-    def _windows_by_gather(self, x: Tensor, hw: tuple[int, int], shift_mask: Tensor | None) -> Tensor:
-        """The same function in two gathers, for inference (:func:`attend_in_gathered_windows`)."""
-        return attend_in_gathered_windows(x, hw, self.window_size, self.shift_size,
-                                          lambda windows: self.w_msa.attend(windows, shift_mask))
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -45,10 +45,9 @@ from torch import Tensor, nn
 
 from mmswin.models.backbones.base import (PyramidBackbone, check_pyramid_arguments, drop_path_rates,
                                           init_linears_and_norms, split_output_norms)
-from mmswin.models.backbones.swin import (SWIN_ARCHS, PatchEmbed, _crop_tokens, _num_blocks,
-                                          attend_in_gathered_windows, relative_position_index, resolve_swin_arch,
-                                          shift_window_mask, unfold_to_official_order, window_attention,
-                                          window_partition, window_reverse)
+from mmswin.models.backbones.swin import (SWIN_ARCHS, PatchEmbed, _num_blocks,
+                                          attend_in_windows, relative_position_index, resolve_swin_arch,
+                                          shift_window_mask, unfold_to_official_order, window_attention)
 from mmswin.models.pretrained import CheckpointMismatchError
 from mmswin.registry import MODELS
 
@@ -203,23 +202,10 @@ class SwinV2Block(nn.Module):
 
     def _window_attention(self, x: Tensor, hw: tuple[int, int], window: tuple[int, int],
                           shift_mask: Tensor | None) -> Tensor:
-        """``(B, H*W, C)`` -> ``(B, H*W, C)``: pad, roll, partition, attend, and back, then project (in inference
-        by two gathers instead, :func:`~mmswin.models.backbones.swin.attend_in_gathered_windows`)."""
+        """``(B, H*W, C)`` -> ``(B, H*W, C)``: attend in the (shifted) windows
+        (:func:`~mmswin.models.backbones.swin.attend_in_windows`), then project."""
         ws, shift = window
-        if not (torch.is_grad_enabled() or torch.compiler.is_compiling()):
-            x = attend_in_gathered_windows(x, hw, ws, shift, lambda windows: self.attn.attend(windows, ws, shift_mask))
-            return self.attn.proj_drop(self.attn.proj(x))
-        b, _, c = x.shape
-        h, w = hw
-        hp, wp = _num_blocks(h, ws) * ws, _num_blocks(w, ws) * ws
-        x = F.pad(x.view(b, h, w, c), (0, 0, 0, wp - w, 0, hp - h))  # B, Hp, Wp, C
-        if shift:
-            x = torch.roll(x, shifts=(-shift, -shift), dims=(1, 2))
-        x = self.attn(window_partition(x, ws), ws, shift_mask)  # B*nW, N, C
-        x = window_reverse(x, ws, hp, wp)  # B, Hp, Wp, C
-        if shift:
-            x = torch.roll(x, shifts=(shift, shift), dims=(1, 2))
-        x = _crop_tokens(x, h, w)  # B, H*W, C
+        x = attend_in_windows(x, hw, ws, shift, lambda windows: self.attn.attend(windows, ws, shift_mask))
         return self.attn.proj_drop(self.attn.proj(x))
 
     def _forward(self, x: Tensor, hw: tuple[int, int], window: tuple[int, int], shift_mask: Tensor | None) -> Tensor:
