@@ -112,6 +112,27 @@ def test_with_cp_gives_the_same_outputs_and_gradients(family):
 
 
 @pytest.mark.parametrize('family', FAMILY_NAMES)
+def test_float32_residual_keeps_every_block_s_stream_float32_under_autocast(family):
+    plain, stream32 = _build(family).train(), _build(family, float32_residual=True).train()
+    stream32.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 3, 64, 64)
+    for a, b in zip(plain(x), stream32(x)):  # float32: the same numbers
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for model, dtype in ((plain, torch.bfloat16), (stream32, torch.float32)):
+        blocks = [m for m in model.modules() if type(m).__name__.endswith('Block')]
+        seen = []
+        hooks = [block.register_forward_hook(lambda m, args, out: seen.append((args[0].dtype, out.dtype)))
+                 for block in blocks]
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            outs = model(x)
+        for hook in hooks:
+            hook.remove()
+        assert len(seen) == len(blocks) >= 4 and set(seen) == {(dtype, dtype)}, (family, seen)
+        sum(o.float().mean() for o in outs).backward()
+        assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize('family', FAMILY_NAMES)
 def test_strict_loading_reports_what_does_not_fit(family):
     source = _build(family)
     state = source.state_dict()

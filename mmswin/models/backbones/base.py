@@ -13,8 +13,9 @@ its arguments with :func:`check_pyramid_arguments`, sets the attributes below in
   above one token per side (``torch.export`` specialises size-1 dimensions), and why;
 * ``min_input_size`` (class attribute) -- the smallest input side the forward accepts.
 
-``init_weights``, ``train``, ``load_pretrained``, ``min_export_side`` and ``compile=True`` then behave the same in
-every family. Deprecated argument names go through :func:`pop_renamed_arguments`.
+``init_weights``, ``train``, ``load_pretrained``, ``min_export_side``, ``compile=True`` and ``float32_residual=True``
+(the family passes it to ``__init__`` and sends each stage's input tokens through :meth:`_residual_stream`) then
+behave the same in every family. Deprecated argument names go through :func:`pop_renamed_arguments`.
 """
 from __future__ import annotations
 
@@ -153,6 +154,8 @@ class PyramidBackbone(BaseModule):
         out_strides: stride of each output w.r.t. the input, aligned with the returned tuple.
         feature_info: timm-style ``dict(num_chs, reduction, module)`` for every level (returned or not).
         frozen_stages: see the family's docstring; ``num_stages`` freezes every parameter.
+        float32_residual: under autocast, the blocks add their (bfloat16 / float16) branch outputs to a float32
+            residual stream; see :meth:`_residual_stream`.
     """
 
     family: ClassVar[str] = ''
@@ -163,15 +166,17 @@ class PyramidBackbone(BaseModule):
     out_strides: tuple[int, ...]
     feature_info: list[dict[str, Any]]
     frozen_stages: int
+    float32_residual: bool
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if cls.__dict__.get('family'):
             FAMILIES[cls.family] = cls
 
-    def __init__(self, init_cfg: dict | list | None = None) -> None:
+    def __init__(self, init_cfg: dict | list | None = None, float32_residual: bool = False) -> None:
         split_init_cfg(init_cfg)  # a malformed Pretrained entry fails at construction, not after the build
         super().__init__(init_cfg=init_cfg)
+        self.float32_residual = bool(float32_residual)
 
     # -- to implement ---------------------------------------------------------------------------------------------
     def _frozen_modules(self) -> list[nn.Module]:
@@ -203,6 +208,12 @@ class PyramidBackbone(BaseModule):
         raise NotImplementedError
 
     # -- shared behaviour -----------------------------------------------------------------------------------------
+    def _residual_stream(self, x: Tensor) -> Tensor:
+        """A stage's input tokens ``(B, N, C)``: cast to float32 with ``float32_residual`` (a no-op in float32), so
+        that under autocast every block adds its low-precision branch outputs to a float32 stream instead of
+        rounding the stream to 8 (bfloat16) or 11 (float16) mantissa bits at every add; as they come otherwise."""
+        return x.float() if self.float32_residual else x
+
     def _frozen_parameters(self) -> Iterator[nn.Parameter]:
         for module in self._frozen_modules():
             yield from module.parameters()

@@ -372,6 +372,9 @@ class ShuntedTransformer(PyramidBackbone):
         with_cp: gradient checkpointing of every block (saves memory, costs a recomputation). Default: False.
         compile: ``True`` or a dict of ``torch.compile`` options: compile this backbone alone, in place (see
             :func:`~mmswin.models.backbones.base.compile_in_place`). Default: False.
+        float32_residual: under autocast, keep the residual stream in float32 (each stage's input is cast to
+            float32; the blocks' low-precision branch outputs are added to it). Nothing changes in float32.
+            Default: False.
         init_cfg: ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` loads an official ImageNet file (state dict
             at the top level or under ``model`` / ``state_dict``; ``head.*`` dropped) or an mmdet / mmseg checkpoint
             of this backbone (``backbone.`` prefix) through :meth:`PyramidBackbone.init_weights`; every missing or
@@ -387,10 +390,10 @@ class ShuntedTransformer(PyramidBackbone):
                  out_indices: Sequence[int] = (0, 1, 2, 3), qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1, norm_cfg: dict | None = None,
                  norm_eval: bool = True, frozen_stages: int = -1, with_cp: bool = False, compile: bool | dict = False,
-                 init_cfg: dict | None = None, **renamed: Any) -> None:
+                 float32_residual: bool = False, init_cfg: dict | None = None, **renamed: Any) -> None:
         in_channels = pop_renamed_arguments('ShuntedTransformer', renamed, {'in_chans': 'in_channels'}).get(
             'in_channels', in_channels)
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(init_cfg=init_cfg, float32_residual=float32_residual)
         settings = _resolve_arch(arch)
         self.arch_settings = settings
         self.depths: tuple[int, ...] = settings['depths']
@@ -493,6 +496,7 @@ class ShuntedTransformer(PyramidBackbone):
         last = max(self.out_indices)
         for i in range(last + 1):
             tokens, hw = getattr(self, f'patch_embed{i + 1}')(x)  # B, H_i*W_i, C_i
+            tokens = self._residual_stream(tokens)
             for blk in getattr(self, f'block{i + 1}'):
                 if self.with_cp and torch.is_grad_enabled():
                     tokens = cp.checkpoint(blk, tokens, hw, use_reentrant=False)

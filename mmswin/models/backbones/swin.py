@@ -618,6 +618,10 @@ class SwinTransformer(PyramidBackbone):
             Default: False.
         compile: ``True`` or a dict of ``torch.compile`` options: compile this backbone alone, in place (one graph,
             no break; automatic dynamic shapes across input sizes). See :func:`compile_in_place`. Default: False.
+        float32_residual: under autocast, keep the residual stream (the tokens each block adds its attention and
+            MLP outputs to) in float32: the branches still run in bfloat16 / float16 and are added to a float32
+            stream (each stage's input is cast to float32). Without it the stream is rounded to bfloat16 at every
+            add of all blocks, as in timm's and mmdet's Swin. Nothing changes in float32. Default: False.
         init_cfg: ``None`` (random initialisation: truncated normal std 0.02 for linear layers, the bias tables and
             the absolute embedding; ones / zeros for LayerNorms) or ``dict(type='Pretrained',
             checkpoint=PATH_OR_URL, strict=True)`` (see :meth:`PyramidBackbone.init_weights`). The layout (official
@@ -649,7 +653,7 @@ class SwinTransformer(PyramidBackbone):
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1,
                  out_indices: Sequence[int] = (0, 1, 2, 3), use_abs_pos_embed: bool = False,
                  frozen_stages: int = -1, with_cp: bool = False, compile: bool | dict = False,
-                 init_cfg: dict | None = None, **mmdet_arguments: Any) -> None:
+                 float32_residual: bool = False, init_cfg: dict | None = None, **mmdet_arguments: Any) -> None:
         arch, init_cfg = _from_mmdet_arguments(mmdet_arguments, arch, init_cfg, patch_size)
         embed_dims, depths, num_heads = resolve_swin_arch(arch)
         num_stages = len(depths)
@@ -663,7 +667,7 @@ class SwinTransformer(PyramidBackbone):
             'SwinTransformer', num_stages, out_indices, frozen_stages,
             '-1: nothing, 0: patch embedding, k: also stages 0..k-1', drop_rate=drop_rate,
             attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate)
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(init_cfg=init_cfg, float32_residual=float32_residual)
 
         self.arch = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads)
         self.num_stages = num_stages
@@ -773,7 +777,7 @@ class SwinTransformer(PyramidBackbone):
         x = self.drop_after_pos(x)
         outs = []
         for i, stage in enumerate(self.stages[:self.out_indices[-1] + 1]):
-            x = stage(x, hw)  # B, H_i*W_i, C_i
+            x = stage(self._residual_stream(x), hw)  # B, H_i*W_i, C_i
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(x)
                 outs.append(out.view(-1, hw[0], hw[1], out.shape[-1]).permute(0, 3, 1, 2).contiguous())  # B, C, H, W

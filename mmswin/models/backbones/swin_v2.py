@@ -305,6 +305,9 @@ class SwinTransformerV2(PyramidBackbone):
             that ends them) and their output norms; applied at construction. Default: -1.
         with_cp: gradient checkpointing per block. Default: False.
         compile: ``True`` or a dict of ``torch.compile`` options: compile this backbone in place.
+        float32_residual: under autocast, keep the residual stream in float32 (each stage's input is cast to
+            float32; the blocks' low-precision branch outputs are added to it). Nothing changes in float32.
+            Default: False.
         init_cfg: ``None`` (random initialisation: truncated normal std 0.02 for linear layers, ``log 10`` for the
             logit scales, zeros for the q / v biases) or ``dict(type='Pretrained', checkpoint=PATH_OR_URL)`` with
             any layout of :data:`SWIN_V2_LAYOUTS`, loaded strictly with a report of what does not match.
@@ -316,7 +319,8 @@ class SwinTransformerV2(PyramidBackbone):
                  window_size: int | Sequence[int] = 8, pretrained_window_size: int | Sequence[int] = 0,
                  mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0, attn_drop_rate: float = 0.0,
                  drop_path_rate: float = 0.1, out_indices: Sequence[int] = (0, 1, 2, 3), frozen_stages: int = -1,
-                 with_cp: bool = False, compile: bool | dict = False, init_cfg: dict | None = None) -> None:
+                 with_cp: bool = False, compile: bool | dict = False, float32_residual: bool = False,
+                 init_cfg: dict | None = None) -> None:
         embed_dims, depths, num_heads = resolve_swin_arch(arch)
         num_stages = len(depths)
         for name, value in (('in_channels', in_channels), ('patch_size', patch_size)):
@@ -331,7 +335,7 @@ class SwinTransformerV2(PyramidBackbone):
             'SwinTransformerV2', num_stages, out_indices, frozen_stages,
             '-1: nothing, 0: patch embedding, k: also stages 0..k-1', drop_rate=drop_rate,
             attn_drop_rate=attn_drop_rate, drop_path_rate=drop_path_rate)
-        super().__init__(init_cfg=init_cfg)
+        super().__init__(init_cfg=init_cfg, float32_residual=float32_residual)
 
         self.arch = dict(embed_dims=embed_dims, depths=depths, num_heads=num_heads)
         self.num_stages = num_stages
@@ -412,7 +416,7 @@ class SwinTransformerV2(PyramidBackbone):
         x = self.drop_after_pos(x)
         outs = []
         for i, stage in enumerate(self.stages[:self.out_indices[-1] + 1]):
-            x = stage(x, hw)  # B, H_i*W_i, C_i
+            x = stage(self._residual_stream(x), hw)  # B, H_i*W_i, C_i
             if i in self.out_indices:
                 out = getattr(self, f'norm{i}')(x)
                 outs.append(out.view(-1, hw[0], hw[1], out.shape[-1]).permute(0, 3, 1, 2).contiguous())
