@@ -8,6 +8,11 @@
   and backward) as with inductor, without inductor's C++ code generation, which takes minutes on 2 CPU cores;
   ``tests/test_compile.py`` runs inductor on the backbones.
 * ``tools/test.py --amp`` and ``tools/infer.py --amp`` predict (nearly) what float32 predicts.
+
+The ``--amp`` tests run on any CPU: where it has no native bfloat16, its bfloat16 matrix products are emulated in
+float32 (``tools/analysis/emulate_bf16.py``: the same numbers up to summation order; the generic bfloat16 kernels
+would take minutes), and the mmswin check for native bfloat16 is told yes. ``--compile --amp`` still needs native
+bfloat16 (dynamo does not trace under the emulating dispatch mode).
 """
 from __future__ import annotations
 
@@ -33,11 +38,24 @@ REPO = Path(__file__).resolve().parents[1]
 train_tool = load_tool('train.py')
 test_tool = load_tool('test.py')
 infer_tool = load_tool('infer.py')
+emulate_bf16 = load_tool('analysis/emulate_bf16.py')
 
 SEG = 'upernet_swin_tiny_overfit.py'
 DET = 'mask_rcnn_swin_tiny_overfit.py'
-needs_bf16 = pytest.mark.skipif(not precision.cpu_bf16_instructions() or torch.cuda.is_available(),
-                                reason='needs a CPU with native bfloat16 (AMX-BF16, AVX512-BF16, ARM BF16), no GPU')
+no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason='a GPU machine: --amp would run on the GPU')
+
+
+@pytest.fixture
+def bf16_cpu(monkeypatch):
+    """This CPU with its native bfloat16, or, where it has none, with bfloat16 products emulated (see the module
+    doc); yields the emulating mode (its ``counts``) or None."""
+    if precision.cpu_bf16_instructions():
+        yield None
+        return
+    monkeypatch.setattr(precision, 'cpu_bf16_instructions', lambda: [emulate_bf16.EMULATION])
+    mode = emulate_bf16.Bf16ProductsInFloat32()
+    with mode:
+        yield mode
 
 
 @pytest.fixture(scope='module')
@@ -80,8 +98,8 @@ def _log_text(work_dir: Path) -> str:
 # ------------------------------------------------------------------------------------------------------ --amp
 
 
-@needs_bf16
-def test_amp_trains_the_dense_parts_in_bf16(demo_data, tmp_path):
+@no_gpu
+def test_amp_trains_the_dense_parts_in_bf16(demo_data, tmp_path, bf16_cpu):
     from mmengine.runner import Runner
     args = train_tool.parse_args(_train_argv(SEG, tmp_path, demo_data, '--amp'))
     cfg = train_tool.setup_cfg(args)
@@ -92,22 +110,30 @@ def test_amp_trains_the_dense_parts_in_bf16(demo_data, tmp_path):
     def layer_hook(module, inputs, output):
         seen['train' if module.training else 'eval'].add(output.dtype)
 
+    def pooled_hook(module, inputs, output):
+        seen['pooled ' + ('train' if module.training else 'eval')].add(output.dtype)
+
     def part_hook(name):
         def hook(module, inputs, output):
             seen[name].update(o.dtype for o in (output if isinstance(output, (list, tuple)) else [output]))
         return hook
 
     model = runner.model
+    seen.update({'pooled train': set(), 'pooled eval': set()})
+    pooled = {id(layer) for branch in precision.global_context_branches(model.decode_head)
+              for layer in branch.modules()}
+    assert pooled, 'the UperNet head has pyramid pooling branches'
     for part in (model.backbone, model.decode_head, model.auxiliary_head):
         for layer in part.modules():
             if isinstance(layer, (torch.nn.Linear, torch.nn.Conv2d)):
-                layer.register_forward_hook(layer_hook)
+                layer.register_forward_hook(pooled_hook if id(layer) in pooled else layer_hook)
     model.backbone.register_forward_hook(part_hook('backbone out'))
     model.decode_head.conv_seg.register_forward_hook(part_hook('head out'))
     runner.train()
 
     assert isinstance(runner.optim_wrapper, Bf16OptimWrapper)
-    assert seen['train'] == {torch.bfloat16}, seen  # every Linear / Conv2d of the dense parts, in training steps
+    assert seen['train'] == {torch.bfloat16}, seen  # every Linear / Conv2d of the dense parts, in training steps,
+    assert seen['pooled train'] == {torch.float32}, seen  # but those of the pyramid pooling branches
     assert seen['eval'] == {torch.float32}, seen  # validation stays float32, as with mmengine's AmpOptimWrapper
     assert seen['backbone out'] == {torch.float32}, seen  # outputs handed on in float32
     log = _log_text(tmp_path)
@@ -257,8 +283,8 @@ def seg_checkpoint(demo_data, tmp_path_factory) -> Path:
     return work_dir / 'iter_20.pth'
 
 
-@needs_bf16
-def test_test_tool_amp_agrees_with_fp32(seg_checkpoint, demo_data, tmp_path):
+@no_gpu
+def test_test_tool_amp_agrees_with_fp32(seg_checkpoint, demo_data, tmp_path, bf16_cpu):
     config = str(REPO / 'configs/demo' / SEG)
     options = ['--cfg-options', f'test_dataloader.dataset.data_root={demo_data["seg"]}/']
     maps = {}
@@ -274,8 +300,8 @@ def test_test_tool_amp_agrees_with_fp32(seg_checkpoint, demo_data, tmp_path):
     assert 'mixed precision: bfloat16 autocast on the CPU' in _log_text(tmp_path / 'wd_bf16')
 
 
-@needs_bf16
-def test_infer_tool_amp_agrees_with_fp32(seg_checkpoint, demo_data, tmp_path):
+@no_gpu
+def test_infer_tool_amp_agrees_with_fp32(seg_checkpoint, demo_data, tmp_path, bf16_cpu):
     config = str(REPO / 'configs/demo' / SEG)
     images = str(demo_data['seg'] / 'images/validation')
     records = {name: infer_tool.main([config, str(seg_checkpoint), images, '--out-dir', str(tmp_path / name),
@@ -291,8 +317,8 @@ def test_infer_tool_amp_agrees_with_fp32(seg_checkpoint, demo_data, tmp_path):
 
 
 @pytest.mark.slow
-@needs_bf16
-def test_detector_amp_predicts_float32_boxes_close_to_fp32(demo_data, tmp_path):
+@no_gpu
+def test_detector_amp_predicts_float32_boxes_close_to_fp32(demo_data, tmp_path, bf16_cpu):
     """Mask R-CNN under --amp: the RoI heads, box decoding and NMS get float32 (mmcv's CPU NMS / RoIAlign take
     nothing else); boxes, scores and masks come back float32, the confident boxes where float32 puts them."""
     train_tool.main(_train_argv(DET, tmp_path, demo_data, iters=20, val=False))
@@ -417,3 +443,56 @@ def test_gpu_amp_wrapper_keeps_global_context_branches_float32(monkeypatch):
             assert head.bottleneck(torch.randn(2, 64 + 4 * 32, 12, 12)).dtype == torch.bfloat16
     assert len(seen) == 1 and 'global pooling branches of decode_head run in float32' in seen[0]  # once
     assert head.psp_modules[0](x).dtype == torch.float32  # outside autocast: as before
+
+
+# ------------------------------------------------------------------------------ tools/analysis/emulate_bf16.py
+
+
+def test_emulated_bf16_products_equal_the_bf16_kernels():
+    """Each emulated product is the bfloat16 kernel's result up to summation order (one bfloat16 rounding step), in
+    forward and backward; float32 products are left alone."""
+    gen = torch.Generator().manual_seed(0)
+    a, b = torch.randn(37, 64, generator=gen), torch.randn(64, 29, generator=gen)
+    batch_a, batch_b = torch.randn(3, 37, 64, generator=gen), torch.randn(3, 64, 29, generator=gen)
+    image, weight = torch.randn(2, 8, 12, 12, generator=gen), torch.randn(16, 8, 3, 3, generator=gen)
+    bias = torch.randn(29, generator=gen)
+
+    def products(dtype: torch.dtype) -> list[torch.Tensor]:
+        leaf = image.to(dtype).requires_grad_()
+        conv_w = weight.to(dtype).requires_grad_()
+        conv = torch.nn.functional.conv2d(leaf, conv_w, padding=1)
+        conv.square().sum().backward()
+        cast = [t.to(dtype) for t in (a, b, batch_a, batch_b, bias)]
+        return [cast[0] @ cast[1], torch.addmm(cast[4], cast[0], cast[1]), torch.bmm(cast[2], cast[3]),
+                torch.baddbmm(cast[4], cast[2], cast[3]), conv, leaf.grad, conv_w.grad]
+
+    reference = products(torch.float64)
+    native = products(torch.bfloat16)
+    mode = emulate_bf16.Bf16ProductsInFloat32()
+    with mode:
+        emulated = products(torch.bfloat16)
+        products(torch.float32)
+    assert {name.split('.')[1] for name in mode.counts} == {'mm', 'addmm', 'bmm', 'baddbmm', 'convolution',
+                                                             'convolution_backward'}, mode.counts
+    for ref, nat, emu in zip(reference, native, emulated):
+        assert emu.dtype == nat.dtype == torch.bfloat16
+        scale = ref.abs().max().item()
+        torch.testing.assert_close(emu.double(), nat.double(), rtol=1 / 64, atol=scale / 256)
+        native_error = ((nat.double() - ref).norm() / ref.norm()).item()
+        assert ((emu.double() - ref).norm() / ref.norm()).item() < 1.5 * native_error + 1e-3
+
+
+def test_emulate_bf16_runs_a_script_with_amp_on_any_cpu(tmp_path, capsys, monkeypatch):
+    script = tmp_path / 'probe.py'
+    script.write_text('import sys, torch\n'
+                      'from mmswin.engine.precision import autocast_dtype, describe_precision\n'
+                      'dtype = autocast_dtype("cpu")\n'
+                      'print(describe_precision("cpu", dtype), sys.argv[1:])\n'
+                      'with torch.autocast("cpu", dtype=dtype):\n'
+                      '    y = torch.nn.Linear(8, 4)(torch.randn(2, 8))\n'
+                      'assert y.dtype == torch.bfloat16\n')
+    monkeypatch.setattr(precision, 'cpu_bf16_instructions', precision.cpu_bf16_instructions)  # restored after
+    assert emulate_bf16.main([str(script), '--flag', 'x']) == 0
+    out = capsys.readouterr().out
+    assert f'bfloat16 autocast on the CPU ({emulate_bf16.EMULATION}) [\'--flag\', \'x\']' in out
+    assert "emulated bfloat16 products: {'aten.addmm.default': 1}" in out

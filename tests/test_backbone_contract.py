@@ -121,7 +121,7 @@ def test_float32_residual_keeps_every_block_s_stream_float32_under_autocast(fami
     for model, dtype in ((plain, torch.bfloat16), (stream32, torch.float32)):
         blocks = [m for m in model.modules() if type(m).__name__.endswith('Block')]
         seen = []
-        hooks = [block.register_forward_hook(lambda m, args, out: seen.append((args[0].dtype, out.dtype)))
+        hooks = [block.register_forward_hook(lambda m, args, out, seen=seen: seen.append((args[0].dtype, out.dtype)))
                  for block in blocks]
         with torch.autocast('cpu', dtype=torch.bfloat16):
             outs = model(x)

@@ -22,7 +22,8 @@ from mmengine.optim import AmpOptimWrapper, OptimWrapper
 from mmengine.registry import OPTIM_WRAPPERS
 from torch import nn
 
-from mmswin.engine.precision import cpu_bf16_instructions, keep_global_context_float32, mixed_precision
+from mmswin.engine import precision
+from mmswin.engine.precision import keep_global_context_float32, mixed_precision
 
 __all__ = ['Bf16OptimWrapper', 'SkipNonFiniteOptimWrapper', 'SkipNonFiniteAmpOptimWrapper',
            'SkipNonFiniteBf16OptimWrapper', 'SKIPPED_KEY', 'SKIP_VARIANTS']
@@ -65,7 +66,7 @@ class Bf16OptimWrapper(OptimWrapper):
         log = not self._logged
         if log:
             self._logged = True
-            if self.device_type == 'cpu' and not cpu_bf16_instructions():
+            if self.device_type == 'cpu' and not precision.cpu_bf16_instructions():
                 print_log('Bf16OptimWrapper: this CPU has no native bfloat16 instructions; bfloat16 is emulated and '
                           'slower than float32', logger='current', level=logging.WARNING)
         with super().optim_context(model), mixed_precision(model, self.device_type, torch.bfloat16, log=log):

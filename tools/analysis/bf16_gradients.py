@@ -13,8 +13,9 @@ images to bfloat16 in a float32 step: what any bfloat16 input costs.
 ``--warmup N`` first trains N float32 steps (the gradients of a freshly initialised model are not those of
 training). ``--no-drop-path`` sets every stochastic-depth rate to 0 (bfloat16 and float32 draw different masks
 from the same seed: bernoulli on a bfloat16 tensor is another stream, so the comparison would mostly measure the
-masks). On a CPU without native bfloat16 the bfloat16 steps are emulated: slow (minutes for the demo model), same
-numbers.
+masks). On a CPU without native bfloat16 the bfloat16 steps run in torch's generic kernels: slow (minutes for the
+demo model), same numbers; ``tools/analysis/emulate_bf16.py tools/analysis/bf16_gradients.py ...`` runs them at
+float32 speed with the numbers of native bfloat16 kernels.
 """
 from __future__ import annotations
 
