@@ -21,6 +21,7 @@ equally far from float32 (outputs 0.5-1.1 %, all gradients 7.2 % relative error)
 """
 from __future__ import annotations
 
+import argparse
 import runpy
 import sys
 from typing import Any
@@ -66,12 +67,17 @@ def claim_native_bf16() -> None:
     precision.cpu_bf16_instructions = lambda: [EMULATION]
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0], epilog=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('script', help='the Python script to run, e.g. tools/run_demo.py')
+    parser.add_argument('args', nargs=argparse.REMAINDER, help="the script's own arguments")
+    return parser.parse_args(argv)
+
+
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0] in ('-h', '--help'):
-        print(__doc__)
-        return 0 if argv else 2
-    script, args = argv[0], argv[1:]
+    parsed = parse_args(argv)
+    script, args = parsed.script, parsed.args
     claim_native_bf16()
     mode = Bf16ProductsInFloat32()
     saved_argv, sys.argv = sys.argv, [script, *args]
