@@ -52,7 +52,8 @@ def bf16_cpu(monkeypatch):
     if precision.cpu_bf16_instructions():
         yield None
         return
-    monkeypatch.setattr(precision, 'cpu_bf16_instructions', lambda: [emulate_bf16.EMULATION])
+    monkeypatch.setattr(precision, 'cpu_bf16_instructions', precision.cpu_bf16_instructions)  # restored after
+    emulate_bf16.claim_native_bf16()
     mode = emulate_bf16.Bf16ProductsInFloat32()
     with mode:
         yield mode

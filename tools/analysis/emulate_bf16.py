@@ -55,7 +55,8 @@ class Bf16ProductsInFloat32(TorchDispatchMode):
         kwargs = kwargs or {}
         if func not in EMULATED_OPS or not any(_is_bf16(a) for a in args):
             return func(*args, **kwargs)
-        self.counts[str(func)] = self.counts.get(str(func), 0) + 1
+        name = str(func)
+        self.counts[name] = self.counts.get(name, 0) + 1
         widen = lambda t: t.float() if _is_bf16(t) else t  # noqa: E731
         out = func(*tree_map(widen, args), **tree_map(widen, kwargs))
         return tree_map(lambda t: t.bfloat16() if isinstance(t, torch.Tensor) and t.dtype == torch.float32 else t,
