@@ -1,7 +1,7 @@
 """Run a trained detector or segmentor on images; save painted pictures and JSON predictions.
 
     python tools/infer.py CONFIG CHECKPOINT IMAGE_OR_DIR [IMAGE_OR_DIR ...] [--out-dir work_dirs/infer]
-        [--device cpu] [--amp] [--score-thr 0.3] [--opacity 0.5] [--cfg-options k=v ...]
+        [--device cpu] [--amp | --int8 --calib DIR] [--score-thr 0.3] [--opacity 0.5] [--cfg-options k=v ...]
 
 Writes, per image NAME:
 * ``OUT_DIR/vis/NAME.jpg``: the picture with the predictions painted by mmdet's ``DetLocalVisualizer`` (boxes,
@@ -16,6 +16,8 @@ The checkpoint is loaded strictly (every key must match). Class names come from 
 has them (checkpoints saved by tools/train.py do), else from the config's test data set (COCO / ADE20K classes).
 ``--amp`` runs the backbone, neck and dense heads in bfloat16 autocast (float16 on GPUs without bfloat16); boxes,
 masks and segmentation logits come back in float32 (refused on CPUs without native bfloat16).
+``--int8 --calib DIR`` (segmentors, CPU, needs torchao): the backbone, neck and decode head quantized to int8 after
+calibration on the images of DIR, compiled once per input size (minutes each): see ``mmswin.apis.quantize``.
 """
 from __future__ import annotations
 
@@ -135,6 +137,21 @@ def predict(model: Any, images: list[str], out_dir: str, score_thr: float = 0.3,
     return records
 
 
+def check_int8_arguments(args: argparse.Namespace, device: str) -> list[str]:
+    """The calibration images of ``--int8`` (``[]`` without it); refuses what cannot run, before any loading."""
+    if not args.int8:
+        if args.calib:
+            raise ToolError('--calib is for --int8: add --int8, or drop --calib')
+        return []
+    if args.amp:
+        raise ToolError('--int8 and --amp are two precisions: choose one')
+    if not args.calib:
+        raise ToolError('--int8 needs --calib DIR: a few images like the ones to predict, to set the int8 ranges')
+    from mmswin.apis.quantize import require_int8
+    require_int8(device)
+    return list_images([args.calib])
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description='Predict images with an mmswin detector or segmentor')
     parser.add_argument('config', help='config file')
@@ -145,6 +162,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument('--amp', action='store_true',
                         help='mixed precision: bfloat16 autocast of the backbone, neck and dense heads (float16 on '
                         'GPUs without bfloat16), outputs in float32; refused on CPUs without native bfloat16')
+    parser.add_argument('--int8', action='store_true',
+                        help='segmentors on the CPU: int8 inference (static post-training quantization, torchao; '
+                        'calibrated on --calib, one compile per input size)')
+    parser.add_argument('--calib', metavar='DIR', help='with --int8: a directory (or image) of a few calibration '
+                        'images like the ones to predict')
     parser.add_argument('--score-thr', type=float, default=0.3,
                         help='detection: paint instances scoring above this (the JSON keeps all)')
     parser.add_argument('--opacity', type=float, default=0.5, help='segmentation: opacity of the overlay')
@@ -158,9 +180,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     args = parse_args(argv)
     import torch
     device = args.device or ('cuda:0' if torch.cuda.is_available() else 'cpu')
+    calib = check_int8_arguments(args, device)
     dtype = inference_dtype(device) if args.amp else None  # a CPU without bfloat16 stops here
     images = list_images(args.images)
     model = load_model(args.config, args.checkpoint, device, args.cfg_options)
+    if calib:
+        from mmswin.apis.quantize import use_int8
+        use_int8(model, calib)
     device_type = device.split(':')[0]
     if dtype is not None:
         print(f'mixed precision: {describe_precision(device_type, dtype)} for the backbone, neck and dense heads')

@@ -29,7 +29,7 @@ check_env() {
   MMSWIN_ROOT="$ROOT" "$PY" - <<'PYEOF' >/dev/null 2>&1
 import os
 import torch, torchvision, mmengine, mmcv, mmdet, mmseg, timm, pycocotools, pytest, pkg_resources
-import xdist, onnx, onnxscript, onnxruntime, ruff  # test workers; ONNX export (tools/deployment); lint
+import xdist, onnx, onnxscript, onnxruntime, ruff, torchao  # test workers; ONNX export (tools/deployment); lint; int8
 from mmcv.ops import nms, RoIAlign
 assert torch.__version__.startswith('2.14.1'), torch.__version__
 assert mmcv.__version__ == '2.1.0', mmcv.__version__

@@ -47,7 +47,7 @@ reverted to BN, in ``'whole'`` predict mode on normalised images, tensor output:
 the input size, as ``SegmentorPredictor`` of ``mmswin.apis.export`` exports it; the auxiliary head is not run).
 A part whose export or quantization fails is reported with the error's last line and the other parts still run.
 
-Needs ``torchao`` (0.18 for torch 2.14: ``pip install 'torchao==0.18.*' -c tools/constraints.txt``)::
+Needs ``torchao`` (0.18 for torch 2.14; ``tools/setup_env.sh`` installs it, as ``tools/infer.py --int8`` uses it)::
 
     .venv/bin/python tools/analysis/int8_report.py                               # backbone, batch 2 at 384x384
     .venv/bin/python tools/analysis/int8_report.py --parts segmentor --repeats 3
