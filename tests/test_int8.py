@@ -98,3 +98,9 @@ def test_infer_int8_writes_the_predictions(tiny, tmp_path, capsys):
 def test_int8_options_that_cannot_run_are_refused_before_loading(extra, message):
     with pytest.raises(ToolError, match=message):
         infer.main(['no_config.py', 'no_checkpoint.pth', 'no_images', *extra])
+
+
+def test_int8_is_refused_on_a_cpu_that_is_not_x86(monkeypatch):
+    monkeypatch.setattr(quantize.platform, 'machine', lambda: 'aarch64')
+    with pytest.raises(ToolError, match='x86 int8 kernels .* aarch64'):
+        infer.main(['no_config.py', 'no_checkpoint.pth', 'no_images', '--int8', '--calib', 'c', '--device', 'cpu'])

@@ -24,6 +24,7 @@ Needs ``torchao`` (0.18 for torch 2.14, ``pip install 'torchao==0.18.*'``); impo
 from __future__ import annotations
 
 import copy
+import platform
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -44,6 +45,9 @@ def require_int8(device: str) -> None:
     if device.split(':')[0] != 'cpu':
         raise ToolError(f'--int8 is CPU inference (x86 oneDNN int8 kernels); it cannot run on {device}: add '
                         '--device cpu, or drop --int8 (use --amp on a GPU)')
+    if platform.machine().lower() not in ('x86_64', 'amd64'):
+        raise ToolError(f'--int8 uses x86 int8 kernels (oneDNN through inductor); this CPU is '
+                        f'{platform.machine()}: drop --int8')
     try:
         import torchao.quantization.pt2e  # noqa: F401
     except ImportError as exc:
