@@ -25,6 +25,6 @@ setup(
         'timm>=1.0,<1.1',
         'pycocotools',
     ],
-    extras_require={'tests': ['pytest', 'pytest-timeout'], 'int8': ['torchao>=0.18']},
+    extras_require={'tests': ['pytest', 'pytest-timeout'], 'int8': ['torchao>=0.18,<0.19']},
     license='Apache-2.0',
 )

@@ -47,6 +47,7 @@ def tiny(tmp_path_factory):
     return cfg, ckpt, str(root / 'images'), str(root / 'calib')
 
 
+@pytest.mark.slow
 def test_quantized_graph_agrees_with_float32_and_compiles(tiny):
     cfg, ckpt, images, calib_dir = tiny
     model = infer.load_model(cfg, ckpt, 'cpu', None)
@@ -66,16 +67,24 @@ def test_quantized_graph_agrees_with_float32_and_compiles(tiny):
     assert rel_l2(compiled, reference_arithmetic) < 0.02 and graphs.sizes == {tuple(x.shape)}
 
     small = x[:, :, :200, :208]  # a side below the exportable minimum: float32, nothing compiled
+    other = x[:, :, :240]  # a second size, beyond max_sizes=1 below: float32 too
+    meta = [dict(img_shape=x.shape[2:])]
     with torch.no_grad():
-        float_logits = model.encode_decode(x, [dict(img_shape=x.shape[2:])])
+        float_logits = model.encode_decode(x, meta)
         float_small = model.encode_decode(small, [dict(img_shape=small.shape[2:])])
+        float_other = model.encode_decode(other, [dict(img_shape=other.shape[2:])])
         quantize.install_int8(model, graphs)
-        int8_logits = model.encode_decode(x, [dict(img_shape=x.shape[2:])])  # what predict / test_step call
+        int8_logits = model.encode_decode(x, meta)  # what predict / test_step call
         assert torch.equal(model.encode_decode(small, [dict(img_shape=small.shape[2:])]), float_small)
+        pair = model.encode_decode(torch.cat([x, x]), meta * 2)  # a batch: image by image through the graph
+        graphs.max_sizes = 1
+        assert torch.equal(model.encode_decode(other, [dict(img_shape=other.shape[2:])]), float_other)
     assert int8_logits.shape == float_logits.shape and rel_l2(int8_logits, float_logits) < 0.05
-    assert graphs.sizes == {tuple(x.shape)}
+    assert pair.shape[0] == 2 and torch.allclose(pair, int8_logits.expand_as(pair))
+    assert graphs.sizes == {tuple(x.shape)}  # one compile served all of it
 
 
+@pytest.mark.slow
 def test_infer_int8_writes_the_predictions(tiny, tmp_path, capsys):
     cfg, ckpt, images, calib_dir = tiny
     records = infer.main([cfg, ckpt, images, '--int8', '--calib', calib_dir, '--device', 'cpu',

@@ -55,13 +55,14 @@ def require_int8(device: str) -> None:
 
 
 def default_reduce_range() -> bool:
-    """7-bit activations on CPUs without VNNI (no saturation of the 16-bit sums of ``u8 x s8`` products)."""
+    """7-bit activations on CPUs without AVX512-VNNI (as ``torch.cpu`` reports it; no saturation of the 16-bit sums
+    of ``u8 x s8`` products)."""
     return not torch.cpu._is_vnni_supported()
 
 
 class DecodeHeadLogits(nn.Module):
     """``(B, 3, H, W)`` normalised images -> the decode head's logits ``(B, classes, H/4, W/4)`` (before the resize
-    of ``predict_by_feat``): ``decode_head(extract_feat(inputs))``."""
+    of ``predict_by_feat``): ``decode_head(extract_feat(inputs))``. Quantized with batch 1."""
 
     def __init__(self, segmentor: nn.Module) -> None:
         super().__init__()
@@ -79,7 +80,8 @@ def quantize_segmentor(segmentor: nn.Module, calib: Sequence[Tensor], reduce_ran
     changed (a copy is captured).
 
     Raises:
-        ToolError: no calibration image, or one smaller than what the backbone can export.
+        ToolError: no calibration image of at least the exportable minimum.
+        ExportError: the backbone is not an mmswin family, or torch.export failed.
     """
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
@@ -92,9 +94,13 @@ def quantize_segmentor(segmentor: nn.Module, calib: Sequence[Tensor], reduce_ran
     replace_adaptive_pools(model)  # the pyramid pooling's adaptive pools as size-generic products (export)
     min_side = min_export_side(model.segmentor.backbone)
     small = [tuple(x.shape[2:]) for x in calib if min(x.shape[2:]) < min_side]
+    calib = [x for x in calib if min(x.shape[2:]) >= min_side]
     if small:
-        raise ToolError(f'--calib: images of {small} px (after the test pipeline) are below the {min_side} px this '
-                        'backbone needs for int8 (one graph for all sizes); use larger images')
+        log(f'int8: {len(small)} calibration image(s) of {small} px (after the test pipeline) left out: below the '
+            f'{min_side} px side of the int8 graph (such inputs run in float32)')
+    if not calib:
+        raise ToolError(f'--calib: every calibration image is below the {min_side} px side the int8 graph of this '
+                        'backbone needs (after the test pipeline): use larger images')
     reduce_range = default_reduce_range() if reduce_range is None else reduce_range
     summary: dict[str, Any] = dict(calibration_images=len(calib), reduce_range=reduce_range, min_side=min_side)
     start = time.perf_counter()
@@ -116,9 +122,10 @@ def quantize_segmentor(segmentor: nn.Module, calib: Sequence[Tensor], reduce_ran
 
 class Int8Graphs:
     """The converted graph compiled by inductor (``freezing``), one static graph per input size, compiled on first
-    use of that size (dynamo's recompilation limit is raised to ``max_sizes`` for it).
+    use of that size, for at most ``max_sizes`` sizes (dynamo's recompilation limit is raised to that for it;
+    :meth:`accepts` says whether an input is served).
 
-    ``__call__(inputs (B, 3, H, W)) -> logits (B, classes, H/4, W/4)``.
+    ``__call__(inputs (1, 3, H, W)) -> logits (1, classes, H/4, W/4)``.
     """
 
     def __init__(self, converted: nn.Module, min_side: int, max_sizes: int = 64,
@@ -129,7 +136,13 @@ class Int8Graphs:
         self.log = log
         self.sizes: set[tuple[int, ...]] = set()
 
+    def accepts(self, inputs: Tensor) -> bool:
+        """One image, sides of at least ``min_side``, and a size already compiled or room for another."""
+        return (inputs.shape[0] == 1 and min(inputs.shape[2:]) >= self.min_side
+                and (tuple(inputs.shape) in self.sizes or len(self.sizes) < self.max_sizes))
+
     def __call__(self, inputs: Tensor) -> Tensor:
+        inputs = inputs.contiguous()  # slide windows are views: strides would be guarded on (one compile each)
         key = tuple(inputs.shape)
         new = key not in self.sizes
         if new:
@@ -147,15 +160,22 @@ class Int8Graphs:
 
 
 def install_int8(segmentor: nn.Module, graphs: Int8Graphs) -> None:
-    """Make ``segmentor.encode_decode`` (what mmseg's ``predict`` / ``test_step`` call, per image or per slide
-    window) run ``graphs`` and then mmseg's float ``decode_head.predict_by_feat`` (the resize to the image); inputs
-    with a side below ``graphs.min_side`` keep the float32 ``encode_decode``."""
+    """Make ``segmentor.encode_decode`` (what mmseg's ``predict`` / ``test_step`` call, per batch or per slide
+    window) run ``graphs`` image by image and then mmseg's float ``decode_head.predict_by_feat`` (the resize to the
+    image); a batch with an input ``graphs`` does not accept (too small, or a size beyond ``max_sizes``) keeps the
+    float32 ``encode_decode``, said once per size."""
     float32_encode_decode = segmentor.encode_decode
+    told: set[tuple[int, ...]] = set()
 
     def encode_decode(inputs: Tensor, batch_img_metas: list[dict]) -> Tensor:
-        if min(inputs.shape[2:]) < graphs.min_side:
+        images = inputs.split(1)
+        if not all(graphs.accepts(x) for x in images):
+            if tuple(inputs.shape) not in told:
+                told.add(tuple(inputs.shape))
+                graphs.log(f'int8: inputs of {inputs.shape[2]}x{inputs.shape[3]} run in float32 (below '
+                           f'{graphs.min_side} px, or beyond {graphs.max_sizes} compiled sizes)')
             return float32_encode_decode(inputs, batch_img_metas)
-        return segmentor.decode_head.predict_by_feat(graphs(inputs), batch_img_metas)
+        return segmentor.decode_head.predict_by_feat(torch.cat([graphs(x) for x in images]), batch_img_metas)
 
     segmentor.encode_decode = encode_decode
 
@@ -178,9 +198,15 @@ def use_int8(segmentor: nn.Module, calib_images: Sequence[str], log: Callable[[s
     Raises:
         ToolError: not a segmentor; see :func:`quantize_segmentor`.
     """
-    if not (hasattr(segmentor, 'decode_head') and hasattr(segmentor, 'extract_feat')):
-        raise ToolError(f'--int8 covers mmseg segmentors; this model is a {type(segmentor).__name__} (a detector '
-                        'config?): drop --int8')
-    converted, summary = quantize_segmentor(segmentor, calibration_inputs(segmentor, calib_images), log=log)
+    from mmseg.models.segmentors import EncoderDecoder
+
+    from .export import ExportError
+    if not isinstance(segmentor, EncoderDecoder) or isinstance(segmentor.decode_head, nn.ModuleList):
+        raise ToolError(f'--int8 covers mmseg EncoderDecoder segmentors with one decode head; this model is a '
+                        f'{type(segmentor).__name__} (a detector or cascade config?): drop --int8')
+    try:
+        converted, summary = quantize_segmentor(segmentor, calibration_inputs(segmentor, calib_images), log=log)
+    except ExportError as exc:
+        raise ToolError(f'--int8: {exc}') from exc
     install_int8(segmentor, Int8Graphs(converted, summary['min_side'], log=log))
     return summary
