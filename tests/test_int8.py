@@ -47,8 +47,9 @@ def tiny(tmp_path_factory):
     return cfg, ckpt, str(root / 'images'), str(root / 'calib')
 
 
-@pytest.mark.slow
-def test_quantized_graph_agrees_with_float32_and_compiles(tiny):
+def test_quantized_graph_agrees_with_float32_and_serves_predict(tiny):
+    """The quantization and ``install_int8``'s routing, with the converted graph uncompiled (the compile is the
+    end-to-end test's)."""
     cfg, ckpt, images, calib_dir = tiny
     model = infer.load_model(cfg, ckpt, 'cpu', None)
     calib = quantize.calibration_inputs(model, infer.list_images([calib_dir]))
@@ -63,10 +64,8 @@ def test_quantized_graph_agrees_with_float32_and_compiles(tiny):
     assert rel_l2(reference_arithmetic, ref) < 0.05
 
     graphs = quantize.Int8Graphs(converted, summary['min_side'], log=lambda _: None)
-    compiled = graphs(x)  # inductor: oneDNN int8 kernels
-    assert rel_l2(compiled, reference_arithmetic) < 0.02 and graphs.sizes == {tuple(x.shape)}
-
-    small = x[:, :, :200, :208]  # a side below the exportable minimum: float32, nothing compiled
+    graphs.compiled = converted  # the routing below, without inductor
+    small = x[:, :, :200, :208]  # a side below the exportable minimum: float32
     other = x[:, :, :240]  # a second size, beyond max_sizes=1 below: float32 too
     meta = [dict(img_shape=x.shape[2:])]
     with torch.no_grad():
@@ -81,12 +80,16 @@ def test_quantized_graph_agrees_with_float32_and_compiles(tiny):
         assert torch.equal(model.encode_decode(other, [dict(img_shape=other.shape[2:])]), float_other)
     assert int8_logits.shape == float_logits.shape and rel_l2(int8_logits, float_logits) < 0.05
     assert pair.shape[0] == 2 and torch.allclose(pair, int8_logits.expand_as(pair))
-    assert graphs.sizes == {tuple(x.shape)}  # one compile served all of it
+    assert graphs.sizes == {tuple(x.shape)}  # the small and the extra size never reached the graph
 
 
 @pytest.mark.slow
-def test_infer_int8_writes_the_predictions(tiny, tmp_path, capsys):
+def test_infer_int8_compiles_once_and_writes_the_predictions(tiny, tmp_path, capsys, monkeypatch):
     cfg, ckpt, images, calib_dir = tiny
+    installed = []
+    install = quantize.install_int8
+    monkeypatch.setattr(quantize, 'install_int8', lambda seg, graphs: (installed.append((seg, graphs)),
+                                                                       install(seg, graphs)))
     records = infer.main([cfg, ckpt, images, '--int8', '--calib', calib_dir, '--device', 'cpu',
                           '--out-dir', str(tmp_path)])
     out = capsys.readouterr().out
@@ -96,6 +99,12 @@ def test_infer_int8_writes_the_predictions(tiny, tmp_path, capsys):
     for record in records:
         labels = mmcv.imread(record['label_map'], flag='unchanged')
         assert labels.shape == (record['height'], record['width']) and osp.isfile(record['visualization'])
+
+    (segmentor, graphs), = installed  # the compiled oneDNN int8 kernels against the quantization's arithmetic
+    x = quantize.calibration_inputs(segmentor, infer.list_images([images]))[0]
+    with torch.no_grad():
+        assert rel_l2(graphs(x), graphs.compiled._orig_mod(x)) < 0.02
+    assert graphs.sizes == {tuple(x.shape)}
 
 
 @pytest.mark.parametrize('extra, message', [
