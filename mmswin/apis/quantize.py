@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from .errors import ToolError
 
 __all__ = ['DecodeHeadLogits', 'Int8Graphs', 'TORCHAO_INSTALL', 'calibration_inputs', 'default_reduce_range',
-           'install_int8', 'quantize_segmentor', 'require_int8', 'use_int8']
+           'install_int8', 'int8_weight_ops', 'quantize_segmentor', 'require_int8', 'use_int8', 'x86_quantizer']
 
 TORCHAO_INSTALL = "pip install 'torchao==0.18.*'"
 
@@ -58,6 +58,26 @@ def default_reduce_range() -> bool:
     """7-bit activations on CPUs without AVX512-VNNI (as ``torch.cpu`` reports it; no saturation of the 16-bit sums
     of ``u8 x s8`` products)."""
     return not torch.cpu._is_vnni_supported()
+
+
+def x86_quantizer(reduce_range: bool, float_modules: Sequence[str] = ()) -> Any:
+    """torchao's ``X86InductorQuantizer`` with its default static recipe (int8 weights per output channel, uint8
+    activations per tensor; 7-bit with ``reduce_range``); the submodules named in ``float_modules`` (names in the
+    captured module) stay in floating point."""
+    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
+        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+    quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config(
+        reduce_range=reduce_range))
+    for name in float_modules:
+        quantizer.set_module_name_qconfig(name, None)
+    return quantizer
+
+
+def int8_weight_ops(converted: nn.Module) -> int:
+    """The convolutions / linear layers of a converted PT2E graph that have int8 weights (one per-channel
+    dequantize each)."""
+    return sum(node.op == 'call_function' and 'dequantize_per_channel' in str(node.target)
+               for node in converted.graph.nodes)
 
 
 class DecodeHeadLogits(nn.Module):
@@ -84,8 +104,6 @@ def quantize_segmentor(segmentor: nn.Module, calib: Sequence[Tensor], reduce_ran
         ExportError: the backbone is not an mmswin family, or torch.export failed.
     """
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
 
     from .export import DEFAULT_MAX_SIDE, capture, min_export_side, replace_adaptive_pools
     if not calib:
@@ -105,15 +123,12 @@ def quantize_segmentor(segmentor: nn.Module, calib: Sequence[Tensor], reduce_ran
     summary: dict[str, Any] = dict(calibration_images=len(calib), reduce_range=reduce_range, min_side=min_side)
     start = time.perf_counter()
     program = capture(model, calib[0], min_side, DEFAULT_MAX_SIDE, dynamic_batch=False, inference=True)
-    quantizer = X86InductorQuantizer().set_global(get_default_x86_inductor_quantization_config(
-        reduce_range=reduce_range))
-    prepared = prepare_pt2e(program.module(), quantizer)
+    prepared = prepare_pt2e(program.module(), x86_quantizer(reduce_range))
     with torch.no_grad():
         for x in calib:
             prepared(x)
     converted = convert_pt2e(prepared)
-    targets = [str(n.target) for n in converted.graph.nodes if n.op == 'call_function']
-    summary['quantized_ops'] = sum('dequantize_per_channel' in t for t in targets)  # one per int8 weight
+    summary['quantized_ops'] = int8_weight_ops(converted)
     summary['seconds'] = time.perf_counter() - start
     log(f'int8: {summary["quantized_ops"]} convolutions / linear layers with int8 weights, activations in '
         f'{7 if reduce_range else 8} bits, calibrated on {len(calib)} image(s) in {summary["seconds"]:.0f} s')

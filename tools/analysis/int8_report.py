@@ -374,13 +374,16 @@ class Variant:
 
 
 def bf16_emulation() -> contextlib.AbstractContextManager:
-    """``Bf16ProductsInFloat32`` of ``tools/analysis/emulate_bf16.py`` (eager only: a dispatch mode)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('mmswin_emulate_bf16', os.path.join(ROOT, 'tools', 'analysis',
-                                                                                      'emulate_bf16.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.Bf16ProductsInFloat32()
+    """``Bf16ProductsInFloat32`` of ``tools/analysis/emulate_bf16.py`` (eager only: a dispatch mode), the script
+    loaded by path once (the tools are scripts, not a package; the name is the one tests/helpers.py gives it)."""
+    name = 'mmswin_tool_analysis_emulate_bf16'
+    if name not in sys.modules:
+        import importlib.util
+        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, 'tools', 'analysis', 'emulate_bf16.py'))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name].Bf16ProductsInFloat32()
 
 
 def quantize_pt2e(model: nn.Module, example: Tensor, calib: Sequence[Tensor]) -> tuple[nn.Module, dict[str, Any]]:
@@ -388,8 +391,8 @@ def quantize_pt2e(model: nn.Module, example: Tensor, calib: Sequence[Tensor]) ->
     ``--fp-modules``: submodules without quantization config); returns the converted graph module (q / dq ops around
     float ops, int8 weights folded) and the wall seconds of each step plus the quantized op counts."""
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    from torchao.quantization.pt2e.quantizer.x86_inductor_quantizer import (
-        X86InductorQuantizer, get_default_x86_inductor_quantization_config)
+
+    from mmswin.apis.quantize import int8_weight_ops, x86_quantizer  # the recipe tools/infer.py --int8 ships
     info: dict[str, Any] = {}
     t = time.perf_counter()
     with torch.no_grad():
@@ -399,13 +402,10 @@ def quantize_pt2e(model: nn.Module, example: Tensor, calib: Sequence[Tensor]) ->
     info['conv_linear_ops'] = sum(t.startswith(('aten.linear', 'aten.conv')) for t in targets)
     info['matmul_ops'] = sum(t.startswith('aten.matmul') for t in targets)  # Swin: the attention products
     t = time.perf_counter()
-    quantizer = X86InductorQuantizer().set_global(
-        get_default_x86_inductor_quantization_config(reduce_range=ARGS.reduce_range))
     for name in ARGS.fp_modules:
         if name not in dict(model.named_modules()):
             raise ValueError(f'--fp-modules: {model.__class__.__name__} has no submodule {name!r}')
-        quantizer.set_module_name_qconfig(name, None)
-    prepared = prepare_pt2e(exported, quantizer)
+    prepared = prepare_pt2e(exported, x86_quantizer(ARGS.reduce_range, ARGS.fp_modules))
     info['prepare_s'] = time.perf_counter() - t
     t = time.perf_counter()
     with torch.no_grad():
@@ -417,7 +417,7 @@ def quantize_pt2e(model: nn.Module, example: Tensor, calib: Sequence[Tensor]) ->
     converted = convert_pt2e(prepared)
     info['convert_s'] = time.perf_counter() - t
     targets = [str(n.target) for n in converted.graph.nodes if n.op == 'call_function']
-    info['int8_weight_ops'] = sum('dequantize_per_channel' in t for t in targets)
+    info['int8_weight_ops'] = int8_weight_ops(converted)
     info['act_quantize_ops'] = sum('quantize_per_tensor' in t and 'dequantize' not in t for t in targets)
     return converted, info
 
